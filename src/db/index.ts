@@ -1,0 +1,95 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
+import type { PgAsyncDatabase, PgAsyncTransaction } from "drizzle-orm/pg-core/async";
+import type { PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import { relations } from "./relations.js";
+
+export type Relations = typeof relations;
+/** A database or a transaction: services take either as their first argument. */
+export type Database = PgAsyncDatabase<PgQueryResultHKT, Relations>;
+export type Transaction = PgAsyncTransaction<PgQueryResultHKT, Relations>;
+
+export const migrationsFolder = fileURLToPath(new URL("../../drizzle", import.meta.url));
+
+/** Arbitrary but fixed: every process of this service serialises its migrations on it. */
+const MIGRATION_LOCK_ID = 7_341_905_112;
+
+export interface DatabaseHandle {
+  db: Database;
+  kind: "postgres" | "pglite";
+  /** Applies pending migrations; safe to call from several processes at once. */
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  url?: string | undefined;
+  /** Folder of the embedded PGlite database, used when `url` is not set. */
+  dataDir: string;
+  poolSize?: number;
+}
+
+export function openDatabase(options: DatabaseOptions): DatabaseHandle {
+  return options.url ? openPostgres(options.url, options.poolSize ?? 10) : openPglite(options.dataDir);
+}
+
+function openPostgres(url: string, poolSize: number): DatabaseHandle {
+  const client = postgres(url, { max: poolSize, onnotice: () => {}, connection: { application_name: "supply-monitor" } });
+  const db = drizzlePostgres({ client, relations }) as unknown as Database;
+  return {
+    db,
+    kind: "postgres",
+    async migrate() {
+      // One dedicated connection, so the session lock and the migration share it.
+      const lockClient = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
+        try {
+          await migratePostgres(drizzlePostgres({ client: lockClient, relations }), { migrationsFolder });
+        } finally {
+          await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`;
+        }
+      } finally {
+        await lockClient.end();
+      }
+    },
+    async ping() {
+      await client`select 1`;
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
+
+function openPglite(dataDir: string): DatabaseHandle {
+  const folder = path.resolve(dataDir, "pglite");
+  mkdirSync(folder, { recursive: true });
+  const client = new PGlite(folder);
+  const drizzleDb = drizzlePglite({ client, relations });
+  let migrated: Promise<void> | undefined;
+  return {
+    db: drizzleDb as unknown as Database,
+    kind: "pglite",
+    async migrate() {
+      // PGlite belongs to this process alone: one migration run per handle is enough.
+      migrated ??= migratePglite(drizzleDb, { migrationsFolder }).then(() => undefined);
+      await migrated;
+    },
+    async ping() {
+      await drizzleDb.execute(sql`select 1`);
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}

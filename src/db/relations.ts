@@ -1,0 +1,60 @@
+import { defineRelations } from "drizzle-orm";
+import * as schema from "./schema.js";
+
+export const relations = defineRelations(schema, (r) => ({
+  regionTable: {
+    parent: r.one.regionTable({ from: r.regionTable.parentId, to: r.regionTable.id, alias: "region_parent" }),
+    children: r.many.regionTable({ alias: "region_parent" }),
+    sites: r.many.siteTable(),
+  },
+  organizationTable: {
+    sites: r.many.siteTable(),
+    users: r.many.userTable(),
+  },
+  siteTable: {
+    organization: r.one.organizationTable({
+      from: r.siteTable.organizationId,
+      to: r.organizationTable.id,
+      optional: false,
+    }),
+    region: r.one.regionTable({ from: r.siteTable.regionId, to: r.regionTable.id, optional: false }),
+    reports: r.many.reportTable(),
+  },
+  productTable: {
+    units: r.many.packUnitTable(),
+    inputs: r.many.bomLineTable({ alias: "bom_product" }),
+  },
+  packUnitTable: {
+    product: r.one.productTable({ from: r.packUnitTable.productId, to: r.productTable.id, optional: false }),
+  },
+  bomLineTable: {
+    product: r.one.productTable({
+      from: r.bomLineTable.productId,
+      to: r.productTable.id,
+      optional: false,
+      alias: "bom_product",
+    }),
+    input: r.one.productTable({
+      from: r.bomLineTable.inputProductId,
+      to: r.productTable.id,
+      optional: false,
+      alias: "bom_input",
+    }),
+  },
+  userTable: {
+    organization: r.one.organizationTable({ from: r.userTable.organizationId, to: r.organizationTable.id }),
+    jurisdiction: r.one.regionTable({ from: r.userTable.jurisdictionRegionId, to: r.regionTable.id }),
+    apiTokens: r.many.apiTokenTable(),
+  },
+  apiTokenTable: {
+    user: r.one.userTable({ from: r.apiTokenTable.userId, to: r.userTable.id, optional: false }),
+  },
+  reportTable: {
+    site: r.one.siteTable({ from: r.reportTable.siteId, to: r.siteTable.id, optional: false }),
+    product: r.one.productTable({ from: r.reportTable.productId, to: r.productTable.id, optional: false }),
+    revisions: r.many.reportRevisionTable(),
+  },
+  reportRevisionTable: {
+    report: r.one.reportTable({ from: r.reportRevisionTable.reportId, to: r.reportTable.id, optional: false }),
+  },
+}));

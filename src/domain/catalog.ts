@@ -1,0 +1,154 @@
+import { eq, inArray, sql } from "drizzle-orm";
+import { z } from "zod";
+import type { Database } from "../db/index.js";
+import { bomLineTable, packUnitTable, productCategoryEnum, productTable, reportTable } from "../db/schema.js";
+import { writeAudit } from "./audit.js";
+import { badInput } from "./errors.js";
+import type { Actor } from "./viewer.js";
+import { parseInput } from "./validation.js";
+
+const PRODUCT_CODE = /^[A-Z0-9][A-Z0-9-]{0,47}$/;
+const UNIT_NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,31}$/u;
+
+const productInput = z.object({
+  code: z.string().trim().toUpperCase().regex(PRODUCT_CODE, "code must be 1-48 capital letters, digits or '-', such as MASK-N95"),
+  name: z.string().trim().min(1, "name must not be empty").max(200),
+  category: z.enum(productCategoryEnum.enumValues, { message: `category must be one of ${productCategoryEnum.enumValues.join(", ")}` }),
+  baseUnit: z.string().trim().regex(UNIT_NAME, "baseUnit must be a short unit name such as piece, pair, test or kg"),
+  units: z
+    .array(
+      z.object({
+        name: z.string().trim().regex(UNIT_NAME, "unit name must be a short name such as box or carton"),
+        factor: z.number().positive("factor must be > 0: how many base units one pack holds").finite(),
+      }),
+    )
+    .max(50)
+    .nullish(),
+  inputs: z
+    .array(
+      z.object({
+        productCode: z.string().trim().toUpperCase(),
+        quantity: z.number().positive("quantity must be > 0: input base units per one base unit of the product").finite(),
+      }),
+    )
+    .max(50)
+    .nullish(),
+});
+export type UpsertProductInput = z.input<typeof productInput>;
+
+/**
+ * Creates a product or updates it by code. `units` and `inputs`, when given, replace the
+ * product's pack units and bill of materials; when absent they are left as they are.
+ */
+export async function upsertProduct(db: Database, actor: Actor, input: UpsertProductInput) {
+  const values = parseInput(productInput, input);
+  const unitNames = new Set<string>([values.baseUnit.toLowerCase()]);
+  for (const unit of values.units ?? []) {
+    const key = unit.name.toLowerCase();
+    if (unitNames.has(key)) throw badInput(`unit ${unit.name} is declared twice (or equals the base unit); unit names must be distinct, ignoring case`);
+    unitNames.add(key);
+  }
+  const inputCodes = (values.inputs ?? []).map((i) => i.productCode);
+  if (new Set(inputCodes).size !== inputCodes.length) throw badInput("inputs list the same productCode twice; give each input once");
+  if (inputCodes.includes(values.code)) throw badInput(`${values.code} cannot be an input of itself`);
+
+  return db.transaction(async (tx) => {
+    const [before] = await tx.select().from(productTable).where(eq(productTable.code, values.code));
+    if (before && before.baseUnit !== values.baseUnit) {
+      const [used] = await tx.select({ id: reportTable.id }).from(reportTable).where(eq(reportTable.productId, before.id)).limit(1);
+      if (used) {
+        throw badInput(`${values.code} already has reports stored in ${before.baseUnit}; its base unit cannot change. Declare ${values.baseUnit} as a pack unit instead`);
+      }
+    }
+    const [product] = await tx
+      .insert(productTable)
+      .values({ code: values.code, name: values.name, category: values.category, baseUnit: values.baseUnit })
+      .onConflictDoUpdate({
+        target: productTable.code,
+        set: { name: values.name, category: values.category, baseUnit: values.baseUnit, updatedAt: sql`now()` },
+      })
+      .returning();
+    if (values.units) {
+      await tx.delete(packUnitTable).where(eq(packUnitTable.productId, product!.id));
+      if (values.units.length) {
+        await tx.insert(packUnitTable).values(values.units.map((u) => ({ productId: product!.id, name: u.name, factor: u.factor })));
+      }
+    }
+    if (values.inputs) {
+      const inputs = inputCodes.length
+        ? await tx.select({ id: productTable.id, code: productTable.code }).from(productTable).where(inArray(productTable.code, inputCodes))
+        : [];
+      const idByCode = new Map(inputs.map((p) => [p.code, p.id]));
+      const missing = inputCodes.filter((c) => !idByCode.has(c));
+      if (missing.length) throw badInput(`inputs name unknown products ${missing.join(", ")}; upsert those products first`);
+      await tx.delete(bomLineTable).where(eq(bomLineTable.productId, product!.id));
+      if (values.inputs.length) {
+        await tx.insert(bomLineTable).values(
+          values.inputs.map((i) => ({ productId: product!.id, inputProductId: idByCode.get(i.productCode)!, quantity: i.quantity })),
+        );
+      }
+    }
+    await writeAudit(tx, actor, {
+      action: before ? "product.update" : "product.create",
+      entityType: "product",
+      entityId: product!.code,
+      before: before ?? null,
+      after: { ...product, units: values.units, inputs: values.inputs },
+    });
+    return product!;
+  });
+}
+
+/**
+ * The SPEC's default catalog. Bill-of-materials quantities are typical published figures
+ * (a surgical mask holds about 1 g of melt-blown fabric, an N95 about 4 g, a coverall about
+ * 0.25 kg of nonwoven); raw materials come first so products can name them as inputs.
+ */
+export const DEFAULT_CATALOG: UpsertProductInput[] = [
+  { code: "MELTBLOWN-PP", name: "Melt-blown polypropylene fabric", category: "RAW_MATERIAL", baseUnit: "kg", units: [{ name: "tonne", factor: 1000 }] },
+  { code: "SPUNBOND-PP", name: "Spunbond polypropylene nonwoven", category: "RAW_MATERIAL", baseUnit: "kg", units: [{ name: "tonne", factor: 1000 }] },
+  { code: "NOSE-WIRE", name: "Mask nose wire", category: "RAW_MATERIAL", baseUnit: "piece", units: [{ name: "reel", factor: 10000 }] },
+  { code: "EARLOOP", name: "Elastic ear loop", category: "RAW_MATERIAL", baseUnit: "piece", units: [{ name: "bag", factor: 10000 }] },
+  { code: "NITRILE-COMPOUND", name: "Nitrile butadiene rubber compound", category: "RAW_MATERIAL", baseUnit: "kg", units: [{ name: "tonne", factor: 1000 }] },
+  { code: "PCR-REAGENT", name: "PCR reagent (per test)", category: "RAW_MATERIAL", baseUnit: "test", units: [{ name: "kit", factor: 96 }] },
+  {
+    code: "MASK-SURGICAL", name: "Medical surgical mask", category: "MASK", baseUnit: "piece",
+    units: [{ name: "box", factor: 50 }, { name: "carton", factor: 2000 }],
+    inputs: [{ productCode: "MELTBLOWN-PP", quantity: 0.001 }, { productCode: "SPUNBOND-PP", quantity: 0.002 }, { productCode: "NOSE-WIRE", quantity: 1 }, { productCode: "EARLOOP", quantity: 2 }],
+  },
+  {
+    code: "MASK-N95", name: "N95 respirator", category: "MASK", baseUnit: "piece",
+    units: [{ name: "box", factor: 20 }, { name: "carton", factor: 480 }],
+    inputs: [{ productCode: "MELTBLOWN-PP", quantity: 0.004 }, { productCode: "SPUNBOND-PP", quantity: 0.006 }, { productCode: "NOSE-WIRE", quantity: 1 }],
+  },
+  {
+    code: "MASK-KN95", name: "KN95 respirator", category: "MASK", baseUnit: "piece",
+    units: [{ name: "box", factor: 20 }, { name: "carton", factor: 1000 }],
+    inputs: [{ productCode: "MELTBLOWN-PP", quantity: 0.003 }, { productCode: "SPUNBOND-PP", quantity: 0.005 }, { productCode: "NOSE-WIRE", quantity: 1 }, { productCode: "EARLOOP", quantity: 2 }],
+  },
+  {
+    code: "COVERALL-MEDICAL", name: "Medical protective coverall", category: "PPE", baseUnit: "piece",
+    units: [{ name: "carton", factor: 50 }], inputs: [{ productCode: "SPUNBOND-PP", quantity: 0.25 }],
+  },
+  {
+    code: "GOWN-ISOLATION", name: "Isolation gown", category: "PPE", baseUnit: "piece",
+    units: [{ name: "carton", factor: 100 }], inputs: [{ productCode: "SPUNBOND-PP", quantity: 0.08 }],
+  },
+  { code: "GOGGLES", name: "Medical goggles", category: "PPE", baseUnit: "piece", units: [{ name: "carton", factor: 200 }] },
+  { code: "FACE-SHIELD", name: "Face shield", category: "PPE", baseUnit: "piece", units: [{ name: "carton", factor: 200 }] },
+  {
+    code: "GLOVES-NITRILE", name: "Nitrile examination gloves", category: "PPE", baseUnit: "pair",
+    units: [{ name: "box", factor: 50 }, { name: "carton", factor: 500 }], inputs: [{ productCode: "NITRILE-COMPOUND", quantity: 0.008 }],
+  },
+  {
+    code: "TEST-PCR", name: "SARS-CoV-2 PCR test", category: "TEST_KIT", baseUnit: "test",
+    units: [{ name: "kit", factor: 48 }], inputs: [{ productCode: "PCR-REAGENT", quantity: 1 }],
+  },
+  { code: "TEST-ANTIGEN", name: "SARS-CoV-2 antigen rapid test", category: "TEST_KIT", baseUnit: "test", units: [{ name: "box", factor: 25 }] },
+];
+
+/** Idempotent: running it again brings the default products back to these values. */
+export async function seedCatalog(db: Database, actor: Actor): Promise<number> {
+  for (const product of DEFAULT_CATALOG) await upsertProduct(db, actor, product);
+  return DEFAULT_CATALOG.length;
+}
