@@ -129,7 +129,9 @@ export async function createRegions(db: Database, actor: Actor, inputs: RegionIn
             returning (xmax = 0) as inserted`,
         "objects",
       );
-      for (const r of result) (r.inserted ? created++ : updated++);
+      const inserted = result.filter((r) => r.inserted).length;
+      created += inserted;
+      updated += result.length - inserted;
     }
     const codes = rows.map((r) => r.code);
     await writeAudit(tx, actor, { action: "regions.create", entityType: "region", after: { created, updated, codes } });
