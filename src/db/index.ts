@@ -10,6 +10,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { acquirePgliteLock } from "./pglite-lock.js";
 import { relations } from "./relations.js";
 
 export type Relations = typeof relations;
@@ -74,7 +75,15 @@ function openPostgres(url: string, poolSize: number): DatabaseHandle {
 function openPglite(dataDir: string): DatabaseHandle {
   const folder = path.resolve(dataDir, "pglite");
   mkdirSync(folder, { recursive: true });
-  const client = new PGlite(folder);
+  // The folder belongs to one process: a second writer would corrupt it.
+  const lock = acquirePgliteLock(folder);
+  let client: PGlite;
+  try {
+    client = new PGlite(folder);
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const drizzleDb = drizzlePglite({ client, relations });
   let migrated: Promise<void> | undefined;
   return {
@@ -89,7 +98,11 @@ function openPglite(dataDir: string): DatabaseHandle {
       await drizzleDb.execute(sql`select 1`);
     },
     async close() {
-      await client.close();
+      try {
+        await client.close();
+      } finally {
+        lock.release();
+      }
     },
   };
 }

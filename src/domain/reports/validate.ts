@@ -1,0 +1,106 @@
+import { addDays, format, isValid, parseISO } from "date-fns";
+import { TZDate } from "@date-fns/tz";
+
+/** The figures of a report, in the order the SPEC lists them. */
+export const MEASURES = ["onHand", "produced", "capacityPerDay", "consumed", "received", "shipped", "backlog", "stockoutHours"] as const;
+export type Measure = (typeof MEASURES)[number];
+/** Quantities converted by the unit; `stockoutHours` is a duration and never converted. */
+export const QUANTITIES = MEASURES.filter((m) => m !== "stockoutHours");
+export type Measures = Record<Measure, number | null>;
+
+/**
+ * One row as a client sent it: GraphQL gives numbers, CSV gives strings, so both are accepted
+ * here and checked the same way.
+ */
+export type ReportRowInput = {
+  siteCode?: unknown;
+  productCode?: unknown;
+  date?: unknown;
+  unit?: unknown;
+} & Partial<Record<Measure, unknown>>;
+
+export interface RowError {
+  index: number;
+  field: string | null;
+  message: string;
+}
+
+export interface ParsedRow {
+  index: number;
+  siteCode: string;
+  productCode: string;
+  date: string;
+  unit: string | null;
+  /** As sent, before unit conversion; `undefined` = not sent (keeps a stored value on correction). */
+  values: Partial<Record<Measure, number>>;
+}
+
+const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
+
+function absent(v: unknown): boolean {
+  return v === undefined || v === null || (typeof v === "string" && v.trim() === "");
+}
+
+/** Checks one row's own fields (no database): types, formats, ranges. */
+export function parseRow(input: ReportRowInput, index: number, errors: RowError[]): ParsedRow | null {
+  const before = errors.length;
+  const fail = (field: string | null, message: string) => errors.push({ index, field, message: `row ${index}: ${message}` });
+  if (typeof input !== "object" || input === null) {
+    fail(null, "is not an object with siteCode, productCode, date and figures");
+    return null;
+  }
+  const text = (field: "siteCode" | "productCode", v: unknown): string => {
+    if (absent(v)) fail(field, `${field} is required`);
+    else if (typeof v !== "string") fail(field, `${field} must be text, got ${show(v)}`);
+    else if (v.trim().length > 64) fail(field, `${field} is longer than 64 characters`);
+    else return v.trim();
+    return "";
+  };
+  const siteCode = text("siteCode", input.siteCode);
+  const productCode = text("productCode", input.productCode).toUpperCase();
+
+  let date = "";
+  if (absent(input.date)) fail("date", "date is required (YYYY-MM-DD, the site's local day)");
+  else if (typeof input.date !== "string" || !DATE.test(input.date.trim()) || !isValid(parseISO(input.date.trim()))) {
+    fail("date", `date must be a calendar date as YYYY-MM-DD, got ${show(input.date)}`);
+  } else date = input.date.trim();
+
+  let unit: string | null = null;
+  if (!absent(input.unit)) {
+    if (typeof input.unit !== "string") fail("unit", `unit must be text, got ${show(input.unit)}`);
+    else unit = input.unit.trim();
+  }
+
+  const values: Partial<Record<Measure, number>> = {};
+  for (const m of MEASURES) {
+    const raw = input[m];
+    if (absent(raw)) continue;
+    let n: number;
+    if (typeof raw === "number") n = raw;
+    else if (typeof raw === "string" && NUMBER.test(raw.trim())) n = Number(raw.trim());
+    else {
+      fail(m, `${m} must be a number, got ${show(raw)}`);
+      continue;
+    }
+    if (!Number.isFinite(n)) fail(m, `${m} must be a finite number, got ${show(raw)}`);
+    else if (n < 0) fail(m, `${m} must be >= 0, got ${n}`);
+    else if (m === "stockoutHours" && n > 24) fail(m, `stockoutHours must be between 0 and 24, got ${n}`);
+    else values[m] = n;
+  }
+  if (errors.length === before && Object.keys(values).length === 0) {
+    fail(null, `no figures given; send at least one of ${MEASURES.join(", ")}`);
+  }
+  return errors.length === before ? { index, siteCode, productCode, date, unit, values } : null;
+}
+
+/** The calendar day it is now in a time zone, as YYYY-MM-DD. */
+export function localToday(now: Date, timeZone: string): string {
+  return format(new TZDate(now.getTime(), timeZone), "yyyy-MM-dd");
+}
+
+export function shiftDate(date: string, days: number): string {
+  return format(addDays(parseISO(date), days), "yyyy-MM-dd");
+}
