@@ -62,6 +62,7 @@ interface ParsedRecord {
  */
 export function parseRegionsCsv(text: string): RegionInput[] {
   let records: ParsedRecord[];
+  let lastRecordLine = 0;
   try {
     records = parse(text, {
       bom: true,
@@ -69,9 +70,13 @@ export function parseRegionsCsv(text: string): RegionInput[] {
       trim: true,
       skip_empty_lines: true,
       relax_column_count: true,
+      on_record: (record, context) => {
+        lastRecordLine = context.lines;
+        return record;
+      },
     }) as unknown as ParsedRecord[];
   } catch (error) {
-    throw csvSyntaxError(error);
+    throw csvSyntaxError(error, text, lastRecordLine);
   }
   // Spreadsheets like to append rows of bare commas; they carry nothing.
   records = records.filter((r) => r.record.some((cell) => cell !== ""));
@@ -154,13 +159,20 @@ export function parseRegionsCsv(text: string): RegionInput[] {
   });
 }
 
-function csvSyntaxError(error: unknown) {
+function csvSyntaxError(error: unknown, text: string, lastRecordLine: number) {
   if (!(error instanceof CsvError)) return error;
-  const line = (error as CsvError & { lines?: number }).lines;
-  const where = typeof line === "number" ? `line ${line}: ` : "";
+  const line = typeof error.lines === "number" ? error.lines : undefined;
+  const where = line === undefined ? "" : `line ${line}: `;
   switch (error.code) {
-    case "CSV_QUOTE_NOT_CLOSED":
-      return badInput(`${where}a quoted cell is never closed (the file ends inside quotes); find the opening " above this line and close it`, { line });
+    case "CSV_QUOTE_NOT_CLOSED": {
+      // The parser reports the end of the file; the culprit is the record after the last good one.
+      const lines = text.split(/\r\n|\n|\r/);
+      let start = lastRecordLine + 1;
+      while (start < lines.length && lines[start - 1]!.trim() === "") start++;
+      return badInput(`line ${start}: a quoted cell starting on this line is never closed; add the closing " (write a quote inside a cell as "")`, {
+        line: start,
+      });
+    }
     case "INVALID_OPENING_QUOTE":
     case "CSV_INVALID_CLOSING_QUOTE":
       return badInput(`${where}misplaced double quote; put the whole cell in quotes and write a quote inside it as ""`, { line });

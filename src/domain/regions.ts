@@ -1,4 +1,4 @@
-import { eq, inArray, sql, type SQL } from "drizzle-orm";
+import { eq, inArray, sql, type AnyColumn, type SQL } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import { z } from "zod";
 import type { Database } from "../db/index.js";
@@ -141,17 +141,18 @@ export async function createRegions(db: Database, actor: Actor, inputs: RegionIn
 
 /**
  * Which regions a viewer may see: admins all; planners their jurisdiction's subtree; reporters
- * and procurement only the regions where their organization has sites.
+ * and procurement only the regions where their organization has sites. `region` may be the table
+ * or an alias (drizzle's relational queries pass an aliased table).
  */
-export function regionVisibility(viewer: Viewer): SQL {
+export function regionVisibility(viewer: Viewer, region: { id: AnyColumn; path: AnyColumn } = regionTable): SQL {
   switch (viewer.role) {
     case "ADMIN":
       return sql`true`;
     case "PLANNER":
-      return viewer.jurisdiction ? sql`${regionTable.path} ^@ ${viewer.jurisdiction.path}` : sql`false`;
+      return viewer.jurisdiction ? sql`${region.path} ^@ ${viewer.jurisdiction.path}` : sql`false`;
     default:
       return viewer.organizationId
-        ? sql`${regionTable.id} in (select ${siteTable.regionId} from ${siteTable} where ${siteTable.organizationId} = ${viewer.organizationId})`
+        ? sql`${region.id} in (select ${siteTable.regionId} from ${siteTable} where ${siteTable.organizationId} = ${viewer.organizationId})`
         : sql`false`;
   }
 }

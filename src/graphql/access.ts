@@ -1,0 +1,100 @@
+import DataLoader from "dataloader";
+import { eq, inArray } from "drizzle-orm";
+import type { Database } from "../db/index.js";
+import { regionTable, siteTable } from "../db/schema.js";
+import type { Viewer } from "../domain/viewer.js";
+
+interface SiteScope {
+  organizationId: string;
+  regionPath: string;
+}
+
+/**
+ * Request-scoped answers to "may this viewer see X", batched so a page of 100 reports costs one
+ * query, not 100. Every object type's auth scope goes through here, including `node` lookups.
+ */
+export class Access {
+  private readonly sites: DataLoader<string, SiteScope | null>;
+  private ownRegionIds: Promise<Set<number>> | undefined;
+  private plannerOrganizations: DataLoader<string, boolean>;
+
+  constructor(
+    private readonly db: Database,
+    readonly viewer: Viewer | null,
+  ) {
+    this.sites = new DataLoader(async (ids) => {
+      const rows = await db
+        .select({ id: siteTable.id, organizationId: siteTable.organizationId, regionPath: regionTable.path })
+        .from(siteTable)
+        .innerJoin(regionTable, eq(regionTable.id, siteTable.regionId))
+        .where(inArray(siteTable.id, [...ids]));
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => byId.get(id) ?? null);
+    });
+    // A planner sees an organization that has at least one site in their jurisdiction.
+    this.plannerOrganizations = new DataLoader(async (orgIds) => {
+      const path = this.viewer?.jurisdiction?.path;
+      if (!path) return orgIds.map(() => false);
+      const rows = await db
+        .selectDistinct({ organizationId: siteTable.organizationId, path: regionTable.path })
+        .from(siteTable)
+        .innerJoin(regionTable, eq(regionTable.id, siteTable.regionId))
+        .where(inArray(siteTable.organizationId, [...orgIds]));
+      const visible = new Set(rows.filter((r) => r.path.startsWith(path)).map((r) => r.organizationId));
+      return orgIds.map((id) => visible.has(id));
+    });
+  }
+
+  get isAdmin() {
+    return this.viewer?.role === "ADMIN";
+  }
+
+  async siteVisible(siteId: string): Promise<boolean> {
+    const v = this.viewer;
+    if (!v) return false;
+    if (v.role === "ADMIN") return true;
+    const site = await this.sites.load(siteId);
+    if (!site) return false;
+    if (v.role === "PLANNER") return !!v.jurisdiction && site.regionPath.startsWith(v.jurisdiction.path);
+    return site.organizationId === v.organizationId;
+  }
+
+  /** Reports are figures: procurement staff see requests and matches, not other sites' stock. */
+  async siteReportsVisible(siteId: string): Promise<boolean> {
+    if (this.viewer?.role === "PROCUREMENT") return false;
+    return this.siteVisible(siteId);
+  }
+
+  async organizationVisible(organizationId: string): Promise<boolean> {
+    const v = this.viewer;
+    if (!v) return false;
+    if (v.role === "ADMIN") return true;
+    if (v.role === "PLANNER") return this.plannerOrganizations.load(organizationId);
+    return v.organizationId === organizationId;
+  }
+
+  organizationMember(organizationId: string): boolean {
+    return this.isAdmin || (this.viewer !== null && this.viewer.organizationId === organizationId);
+  }
+
+  async regionVisible(region: { id: number; path: string }): Promise<boolean> {
+    const v = this.viewer;
+    if (!v) return false;
+    if (v.role === "ADMIN") return true;
+    if (v.role === "PLANNER") return !!v.jurisdiction && region.path.startsWith(v.jurisdiction.path);
+    return (await this.organizationRegionIds()).has(region.id);
+  }
+
+  /** Regions where the viewer's own organization has sites (reporters and procurement). */
+  organizationRegionIds(): Promise<Set<number>> {
+    const orgId = this.viewer?.organizationId;
+    this.ownRegionIds ??= orgId
+      ? this.db
+          .selectDistinct({ regionId: siteTable.regionId })
+          .from(siteTable)
+          .where(eq(siteTable.organizationId, orgId))
+          .then((rows) => new Set(rows.map((r) => r.regionId)))
+      : Promise.resolve(new Set());
+    return this.ownRegionIds;
+  }
+}
