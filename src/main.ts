@@ -1,0 +1,70 @@
+// The service's one entry point: `all` (default: API and worker in one process), `api`, `worker`
+// or `migrate`. Configuration comes from the environment, parsed once (src/config.ts).
+import type { Server } from "node:http";
+import { ConfigError, loadConfig } from "./config.js";
+import { openDatabase } from "./db/index.js";
+import { createHttpServer } from "./http/server.js";
+import { createLogger } from "./logger.js";
+import { openRedis, RedisUnavailableError, type RedisHandle } from "./redis.js";
+import { startWorker, type RunningWorker } from "../jobs/worker.js";
+
+type Mode = "all" | "api" | "worker" | "migrate";
+
+async function main() {
+  const mode = (process.argv[2] ?? "all") as Mode;
+  if (!["all", "api", "worker", "migrate"].includes(mode)) {
+    console.error(`unknown mode ${mode}; use one of: all (default), api, worker, migrate`);
+    process.exit(2);
+  }
+  const config = loadConfig();
+  const logger = createLogger(config);
+  const database = openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE });
+  await database.migrate();
+  logger.info({ database: database.kind }, "database migrated");
+  if (mode === "migrate") {
+    await database.close();
+    return;
+  }
+
+  const redis: RedisHandle = await openRedis(config, logger);
+  let worker: RunningWorker | undefined;
+  if (mode === "worker" || (mode === "all" && config.RUN_WORKER)) {
+    worker = await startWorker({ config, db: database.db, logger, connection: { url: redis.url, maxRetriesPerRequest: null } });
+  }
+  // The worker answers /healthz and /readyz too, so orchestrators can probe every process alike.
+  const server: Server = createHttpServer({
+    config,
+    db: database.db,
+    logger,
+    ready: async () => {
+      await database.ping().catch((e: Error) => Promise.reject(new Error(`database unreachable: ${e.message}`)));
+      await redis.ping().catch((e: Error) => Promise.reject(new Error(`redis unreachable: ${e.message}`)));
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(config.PORT, config.HOST, resolve));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.PORT;
+  logger.info({ mode, port, database: database.kind, worker: !!worker }, `listening on http://localhost:${port}/graphql`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down: finishing running jobs and requests");
+    server.close();
+    server.closeIdleConnections();
+    await worker?.close();
+    await redis.close();
+    await database.close();
+    logger.info("stopped");
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((error) => {
+  if (error instanceof ConfigError || error instanceof RedisUnavailableError) console.error(error.message);
+  else console.error(error);
+  process.exit(1);
+});
