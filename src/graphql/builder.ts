@@ -36,8 +36,11 @@ export const builder = new SchemaBuilder<PothosTypes>({
   relay: {
     clientMutationId: "omit",
     cursorType: "String",
-    nodeQueryOptions: { description: "Fetches any object by its global id, if the viewer may see it." },
-    nodesQueryOptions: { description: "Fetches objects by their global ids; those the viewer may not see come back as errors." },
+    nodeQueryOptions: { description: "Fetches any object by its global id, if the viewer may see it.", authScopes: { authenticated: true } },
+    nodesQueryOptions: {
+      description: "Fetches objects by their global ids; those the viewer may not see come back as errors.",
+      authScopes: { authenticated: true },
+    },
   },
   drizzle: {
     client: (ctx) => ctx.db as never,
