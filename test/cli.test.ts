@@ -6,6 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDatabase } from "../src/db/index.js";
 import { apiTokenTable, bomLineTable, packUnitTable, productTable, regionTable, userTable } from "../src/db/schema.js";
 import { DEFAULT_CATALOG } from "../src/domain/catalog.js";
 import { chinaRegions } from "../src/domain/region-sources.js";
@@ -161,21 +162,21 @@ describe("cli against PostgreSQL", () => {
   });
 
   // No database work happens for these: they run side by side.
-  it.concurrent.each([
-    [[]],
-    [["help"]],
-    [["--help"]],
-    [["frobnicate"]],
-    [["token", "create", "--name", "x"]],
-    [["token", "create", "--role", "KING", "--name", "x"]],
-    [["token", "create", "--role", "ADMIN"]],
-    [["token", "create", "--role", "ADMIN", "--name", "x", "--expires-in-days", "soon"]],
-    [["catalog", "seed", "--bogus"]],
-    [["catalog", "seed", "--role", "ADMIN"]],
-    [["regions", "import"]],
-    [["regions", "seed", "fr"]],
-  ])("usage error for %j exits 2 with the usage text", async (args) => {
-    const result = await runCli(args, env);
+  it.concurrent.for([
+    { cmd: "" },
+    { cmd: "help" },
+    { cmd: "--help" },
+    { cmd: "frobnicate" },
+    { cmd: "token create --name x" },
+    { cmd: "token create --role KING --name x" },
+    { cmd: "token create --role ADMIN" },
+    { cmd: "token create --role ADMIN --name x --expires-in-days soon" },
+    { cmd: "catalog seed --bogus" },
+    { cmd: "catalog seed --role ADMIN" },
+    { cmd: "regions import" },
+    { cmd: "regions seed fr" },
+  ])("usage error for $cmd exits 2 with the usage text", async ({ cmd }, { expect }) => {
+    const result = await runCli(cmd.split(" ").filter(Boolean), env);
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     expect(result.stderr).toContain("Usage: npm run cli -- <command>");
@@ -207,6 +208,21 @@ describe("cli with the embedded PGlite database", () => {
     );
     expect(refused.stderr).not.toMatch(STACK_LINE);
     expect(readFileSync(lockFile, "utf8")).toBe(`${process.pid}\n`);
+  });
+
+  it("holds the lock from open until close within one process", { timeout: 120_000 }, async () => {
+    const dir = path.join(tmp, "in-process");
+    const handle = openDatabase({ dataDir: dir });
+    try {
+      expect(readFileSync(path.join(dir, "pglite.lock"), "utf8")).toBe(`${process.pid}\n`);
+      expect(() => openDatabase({ dataDir: dir })).toThrow(/already open in this process/);
+      await handle.ping();
+    } finally {
+      await handle.close();
+    }
+    expect(existsSync(path.join(dir, "pglite.lock"))).toBe(false);
+    const reopened = openDatabase({ dataDir: dir });
+    await reopened.close();
   });
 
   it("takes over a lock left by a process that has ended", { timeout: 120_000 }, async () => {

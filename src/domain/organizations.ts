@@ -1,17 +1,16 @@
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/index.js";
-import { organizationTable, regionTable, siteTable } from "../db/schema.js";
+import { organizationKindEnum, organizationTable, regionTable, siteTable } from "../db/schema.js";
 import { writeAudit } from "./audit.js";
 import { creditCodeProblem } from "./credit-code.js";
 import { DomainError, notFound } from "./errors.js";
-import type { OrganizationKind } from "./types.js";
 import type { Actor } from "./viewer.js";
 import { isUniqueViolation, parseInput } from "./validation.js";
 
 const organizationInput = z.object({
   name: z.string().trim().min(1, "name must not be empty").max(300),
-  kind: z.custom<OrganizationKind>(),
+  kind: z.enum(organizationKindEnum.enumValues, { message: `kind must be one of ${organizationKindEnum.enumValues.join(", ")}` }),
   creditCode: z
     .string()
     .trim()

@@ -1,17 +1,16 @@
 import { eq } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/index.js";
-import { organizationTable, regionTable, userTable } from "../db/schema.js";
+import { organizationTable, regionTable, roleEnum, userTable } from "../db/schema.js";
 import { writeAudit } from "./audit.js";
 import { DomainError, badInput, notFound } from "./errors.js";
-import type { Role } from "./types.js";
 import type { Actor } from "./viewer.js";
 import { isUniqueViolation, parseInput } from "./validation.js";
 
 const userInput = z.object({
   name: z.string().trim().min(1, "name must not be empty").max(200),
   email: z.email("email is not an e-mail address").transform((e) => e.toLowerCase()),
-  role: z.custom<Role>(),
+  role: z.enum(roleEnum.enumValues, { message: `role must be one of ${roleEnum.enumValues.join(", ")}` }),
   organizationId: z.uuid("organizationId is not a valid id").nullish(),
   jurisdictionRegionCode: z.string().trim().min(1).nullish(),
 });

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
-import { idempotencyKeyTable, outboxTable, productTable, siteTable } from "../../db/schema.js";
+import { idempotencyKeyTable, outboxTable, siteTable } from "../../db/schema.js";
 import { writeAudit } from "../audit.js";
 import { DomainError, forbidden } from "../errors.js";
 import type { Actor, Viewer } from "../viewer.js";
