@@ -36,6 +36,11 @@ export const builder = new SchemaBuilder<PothosTypes>({
   relay: {
     clientMutationId: "omit",
     cursorType: "String",
+    nodeTypeOptions: { description: "An object with a global id that `node` can fetch again." },
+    idFieldOptions: { description: "Global id of the object." },
+    pageInfoTypeOptions: { description: "Where a page of a connection sits in the whole list." },
+    defaultConnectionTypeOptions: { description: "A page of results: at most 100 per page (default 20)." },
+    defaultEdgeTypeOptions: { description: "One result of a page, with its cursor." },
     nodeQueryOptions: { description: "Fetches any object by its global id, if the viewer may see it.", authScopes: { authenticated: true } },
     nodesQueryOptions: {
       description: "Fetches objects by their global ids; those the viewer may not see come back as errors.",

@@ -62,8 +62,8 @@ export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "rea
       maskError(error, message) {
         const domain = findDomainError(error);
         if (domain) return toGraphQLError(domain);
-        if (error instanceof GraphQLError && !error.originalError) return error;
-        if (error instanceof GraphQLError && error.originalError instanceof GraphQLError) return error.originalError;
+        // GraphQL's own errors (validation, variable coercion, auth scopes) are written for clients.
+        if (error instanceof GraphQLError && (!error.originalError || error.originalError instanceof GraphQLError)) return error;
         logger.error({ err: error }, "unexpected error while answering a request");
         return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
       },
