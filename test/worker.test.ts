@@ -1,0 +1,85 @@
+import { randomBytes } from "node:crypto";
+import { QueueEvents } from "bullmq";
+import { Redis } from "ioredis";
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { checkRegistry, startWorker, type RunningWorker } from "../jobs/worker.js";
+import { JOBS } from "../jobs/definitions.js";
+import { processors } from "../jobs/processors/index.js";
+import { createLogger } from "../src/logger.js";
+import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
+import { makeUser, seedWorld } from "./helpers/fixtures.js";
+import { TEST_REDIS_URL } from "./helpers/env.js";
+
+const prefix = `{test-${randomBytes(4).toString("hex")}}`;
+const connection = { url: TEST_REDIS_URL, maxRetriesPerRequest: null };
+let t: TestDatabase;
+let worker: RunningWorker;
+let events: QueueEvents;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  worker = await startWorker({
+    config: { QUEUE_PREFIX: prefix, IDEMPOTENCY_TTL_HOURS: 72 },
+    db: t.db,
+    logger: createLogger({ LOG_LEVEL: "silent" }),
+    connection,
+  });
+  events = new QueueEvents("maintenance", { connection, prefix });
+  await events.waitUntilReady();
+});
+
+afterAll(async () => {
+  await events?.close();
+  await worker?.close();
+  // Remove every key this file created: the Redis is shared with other runs.
+  const redis = new Redis(TEST_REDIS_URL);
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
+    if (keys.length) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+  await redis.quit();
+  await t?.drop();
+});
+
+describe("job registry", () => {
+  it("refuses to start when a job has no processor or a processor has no job", () => {
+    expect(() => checkRegistry(JOBS, processors)).not.toThrow();
+    expect(() => checkRegistry({ ...JOBS, "reports.forecast": { queue: "maintenance" } }, processors)).toThrow(
+      /job reports.forecast has no processor/,
+    );
+    expect(() => checkRegistry(JOBS, { ...processors, stray: async () => {} })).toThrow(/processor stray has no job definition/);
+  });
+
+  it("registers the daily schedulers as data, in UTC", async () => {
+    const schedulers = await worker.queues.get("maintenance")!.getJobSchedulers();
+    expect(schedulers.map((s) => [s.key, s.pattern, s.tz])).toEqual([["purge-idempotency-keys-daily", "17 3 * * *", "UTC"]]);
+  });
+});
+
+describe("maintenance.purgeIdempotencyKeys", () => {
+  it("deletes keys older than the TTL, keeps fresh ones, and is harmless when run twice", async () => {
+    await seedWorld(t.db);
+    const user = await makeUser(t.db, "REPORTER", { organizationId: (await t.db.query.organizationTable.findFirst())!.id });
+    await t.db.execute(sql`insert into idempotency_key (user_id, operation, key, request_hash, created_at) values
+      (${user.viewer.userId}::uuid, 'submitReports', 'old', 'h', now() - interval '100 hours'),
+      (${user.viewer.userId}::uuid, 'submitReports', 'fresh', 'h', now())`);
+    const queue = worker.queues.get("maintenance")!;
+    for (const attempt of [1, 2]) {
+      const job = await queue.add("maintenance.purgeIdempotencyKeys", { olderThanHours: 72 }, { jobId: `purge-test-${attempt}` });
+      expect(await job.waitUntilFinished(events, 10_000)).toEqual({ deleted: attempt === 1 ? 1 : 0 });
+    }
+    const left = await t.db.execute<{ key: string }>(sql`select key from idempotency_key order by key`, "objects");
+    expect(left.map((r) => r.key)).toEqual(["fresh"]);
+  });
+
+  it("fails a malformed payload at once, without retries", async () => {
+    const queue = worker.queues.get("maintenance")!;
+    const job = await queue.add("maintenance.purgeIdempotencyKeys", { olderThanHours: "soon" } as never, { jobId: "purge-bad", attempts: 5 });
+    await expect(job.waitUntilFinished(events, 10_000)).rejects.toThrow(/invalid payload for maintenance.purgeIdempotencyKeys/);
+    const failed = await queue.getJob("purge-bad");
+    expect(failed?.attemptsMade).toBe(1);
+  });
+});
