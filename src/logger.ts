@@ -32,7 +32,8 @@ export function createLogger(config: Pick<Config, "LOG_LEVEL">, destination?: pi
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    // Synchronous writes: the last lines before an exit or a crash are the ones that matter.
+    destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
 
