@@ -14,6 +14,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ["scripts/**/*.mjs"],
+    languageOptions: { globals: { URL: "readonly", console: "readonly", process: "readonly" } },
+  },
+  {
     files: ["src/config.ts", "test/**", "bench/**", "vitest.config.ts", "drizzle.config.ts"],
     rules: { "no-restricted-properties": "off" },
   },
