@@ -77,6 +77,12 @@ describe("admin mutations", () => {
     expect(await auditCount()).toBe(audits);
   });
 
+  it("answers a well-formed global id holding a malformed key with a clear error", async () => {
+    const id = Buffer.from("Organization:not-a-uuid").toString("base64");
+    const r = await gql(admin.token, "query($id: ID!) { node(id: $id) { id } }", { id });
+    expect(firstError(r)).toMatchObject({ message: expect.stringContaining("wrong format"), extensions: { code: "BAD_INPUT" } });
+  });
+
   it("refuses tokens that expired, and a past expiry when creating one", async () => {
     const user = await gql(admin.token, "{ me { user { id } } }");
     const past = await gql(admin.token, `mutation($u: ID!) { createApiToken(input: { userId: $u, name: "old", expiresAt: "2020-01-01T00:00:00Z" }) { token } }`, { u: user.data.me.user.id });

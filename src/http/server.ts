@@ -29,6 +29,14 @@ function findDomainError(error: unknown): DomainError | undefined {
   return undefined;
 }
 
+/** Postgres rejects an id or value of the wrong form with 22P02: the client's mistake, not ours. */
+function findPostgresError(error: unknown, code: string): { message: string } | undefined {
+  for (let e: any = error; e; e = e.originalError ?? e.cause) {
+    if (e.code === code && typeof e.message === "string") return e;
+  }
+  return undefined;
+}
+
 export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "ready">) {
   const requestIds: Plugin = {
     onResponse({ request, response }) {
@@ -62,6 +70,12 @@ export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "rea
       maskError(error, message) {
         const domain = findDomainError(error);
         if (domain) return toGraphQLError(domain);
+        const malformed = findPostgresError(error, "22P02");
+        if (malformed) {
+          return new GraphQLError(`a value has the wrong format (${malformed.message}); use ids exactly as this API returned them`, {
+            extensions: { code: "BAD_INPUT" },
+          });
+        }
         // GraphQL's own errors (validation, variable coercion, auth scopes) are written for clients.
         if (error instanceof GraphQLError && (!error.originalError || error.originalError instanceof GraphQLError)) return error;
         logger.error({ err: error }, "unexpected error while answering a request");

@@ -93,41 +93,58 @@ export async function submitReports(
   }
   const now = options.now ?? new Date();
 
-  const rejected: RowError[] = [];
-  const parsed = inputs.map((input, i) => parseRow(input, i, rejected)).filter((r): r is ParsedRow => r !== null);
+  const parseErrors: RowError[] = [];
+  const parsed = inputs.map((input, i) => parseRow(input, i, parseErrors)).filter((r): r is ParsedRow => r !== null);
 
-  return db.transaction(async (tx) => {
-    if (idempotencyKey !== null) {
-      const replay = await claimIdempotencyKey(tx, viewer, idempotencyKey, inputs);
-      if (replay) return { ...replay, replayed: true };
-    }
-    const resolved = await resolveRows(tx, viewer, parsed, rejected, now, options.backfillDays);
-    const reportIds = await storeRows(tx, viewer, resolved);
-    rejected.sort((a, b) => a.index - b.index);
-    const result: SubmitReportsResult = { accepted: resolved.length, rejected, reportIds };
+  const attempt = () =>
+    db.transaction(async (tx) => {
+      if (idempotencyKey !== null) {
+        const replay = await claimIdempotencyKey(tx, viewer, idempotencyKey, inputs);
+        if (replay) return { ...replay, replayed: true };
+      }
+      // A fresh list per attempt: a retried transaction must not report a row twice.
+      const rejected = [...parseErrors];
+      const resolved = await resolveRows(tx, viewer, parsed, rejected, now, options.backfillDays);
+      const reportIds = await storeRows(tx, viewer, resolved);
+      rejected.sort((a, b) => a.index - b.index);
+      const result: SubmitReportsResult = { accepted: resolved.length, rejected, reportIds };
 
-    if (reportIds.length) {
-      await tx.insert(outboxTable).values({ topic: REPORTS_SUBMITTED_TOPIC, payload: { reportIds } });
-    }
-    await writeAudit(tx, actor, {
-      action: "reports.submit",
-      entityType: "report",
-      after: { rows: inputs.length, accepted: result.accepted, rejected: new Set(rejected.map((r) => r.index)).size, idempotencyKey, reportIds },
+      if (reportIds.length) {
+        await tx.insert(outboxTable).values({ topic: REPORTS_SUBMITTED_TOPIC, payload: { reportIds } });
+      }
+      await writeAudit(tx, actor, {
+        action: "reports.submit",
+        entityType: "report",
+        after: { rows: inputs.length, accepted: result.accepted, rejected: new Set(rejected.map((r) => r.index)).size, idempotencyKey, reportIds },
+      });
+      if (idempotencyKey !== null) {
+        await tx
+          .update(idempotencyKeyTable)
+          .set({ response: result })
+          .where(
+            and(
+              eq(idempotencyKeyTable.userId, viewer.userId),
+              eq(idempotencyKeyTable.operation, "submitReports"),
+              eq(idempotencyKeyTable.key, idempotencyKey),
+            ),
+          );
+      }
+      return result;
     });
-    if (idempotencyKey !== null) {
-      await tx
-        .update(idempotencyKeyTable)
-        .set({ response: result })
-        .where(
-          and(
-            eq(idempotencyKeyTable.userId, viewer.userId),
-            eq(idempotencyKeyTable.operation, "submitReports"),
-            eq(idempotencyKeyTable.key, idempotencyKey),
-          ),
-        );
+  // Two batches touching the same keys can deadlock despite the ordered writes (a correction and
+  // a first submission racing); Postgres aborts one, and running it again is safe.
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= 3 || !isRetryable(error)) throw error;
     }
-    return result;
-  });
+  }
+}
+
+function isRetryable(error: unknown): boolean {
+  for (let e: any = error; e; e = e.cause) if (e.code === "40P01" || e.code === "40001") return true;
+  return false;
 }
 
 /**
@@ -287,8 +304,10 @@ const measureParams = (rows: Measures[]) =>
  * copied to `report_revision` and replaced, in two statements. A key inserted concurrently by
  * another batch after we looked is caught by ON CONFLICT and retried as a correction.
  */
-async function storeRows(tx: Database, viewer: Viewer, rows: ResolvedRow[]): Promise<number[]> {
-  if (!rows.length) return [];
+async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Promise<number[]> {
+  if (!input.length) return [];
+  // Writing in key order makes concurrent batches lock index entries in the same order.
+  const rows = [...input].sort((a, b) => compareKeys(key(a.siteId, a.productId, a.row.date), key(b.siteId, b.productId, b.row.date)));
   const byKey = new Map(rows.map((r) => [key(r.siteId, r.productId, r.row.date), r]));
   const stored = new Map<string, StoredReport>();
   const remember = (list: StoredReport[]) => list.forEach((s) => stored.set(key(s.siteId, s.productId, s.date), s));
@@ -356,8 +375,10 @@ async function storeRows(tx: Database, viewer: Viewer, rows: ResolvedRow[]): Pro
   if (pending.length) throw new Error(`reports kept changing under a concurrent batch (${pending.length} rows); retry the request`);
 
   await refreshNextDayFlags(tx, around, stored, byKey);
-  return rows.map((r) => ids.get(r)!);
+  return input.map((r) => ids.get(r)!);
 }
+
+const compareKeys = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function dedupeKeys<T extends { siteId: string; productId: number; date: string }>(keys: T[]): T[] {
   const m = new Map(keys.map((k) => [key(k.siteId, k.productId, k.date), k]));
