@@ -15,7 +15,7 @@ const ids = {} as Record<string, string>;
 
 const codes = (list: { code: string }[] | undefined) => list?.map((r) => r.code);
 const forbidden = (r: { errors?: { message: string }[]; data?: unknown }) =>
-  expect(r.errors?.[0]?.message ?? "").toMatch(/not allowed|not signed in|may revoke only/);
+  expect(r.errors?.[0]?.message ?? "").toMatch(/not allowed|not signed in|may revoke only|not found, or not visible to you/);
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -131,6 +131,21 @@ describe("organizations and reports", () => {
     expect(outside.data.organizations.edges).toEqual([]);
   });
 
+  it("does not reveal through the region filter where a visible organization has other sites", async () => {
+    const org = await gql(users.admin.token, `mutation { createOrganization(input: { name: "Both Co", kind: DISTRIBUTOR }) { id } }`);
+    const id = org.data.createOrganization.id;
+    for (const [code, region] of [["BOTH-1", "330102"], ["BOTH-2", "330106"]]) {
+      const r = await gql(users.admin.token, `mutation($o: ID!) { createSite(input: { organizationId: $o, code: "${code}", name: "x", regionCode: "${region}" }) { id } }`, { o: id });
+      expect(r.errors).toBeUndefined();
+    }
+    const names = async (regionCode: string) =>
+      (await gql(users.countyPlanner.token, `{ organizations(regionCode: "${regionCode}") { edges { node { name sites { code } } } } }`)).data.organizations.edges.map(
+        (e: any) => [e.node.name, e.node.sites.map((s: any) => s.code)],
+      );
+    expect(await names("330106")).toEqual([]);
+    expect(await names("330102")).toEqual([["Both Co", ["BOTH-1"]], ["Hangzhou Mask Works", ["HZ-MASK-1"]]]);
+  });
+
   it("shows reports only inside the viewer's scope, and none to procurement", async () => {
     const expected: Partial<Record<RoleName, string[]>> = {
       admin: ["HZ-MASK-1", "HZ-XIHU-H1", "NJ-NW-1"],
@@ -169,6 +184,21 @@ describe("organizations and reports", () => {
       expect(r.data?.nodes?.[0] ?? null, `${role} ${id}`).toBeNull();
       forbidden(r);
     }
+    // A missing object gets the same answer as a forbidden one, so ids reveal nothing.
+    const missing = Buffer.from("Report:999999").toString("base64");
+    const forbiddenOne = ids["report:HZ-XIHU-H1"]!;
+    const answers = await Promise.all(
+      [missing, forbiddenOne].map((id) => gql(users.countyPlanner.token, "query($id: ID!) { node(id: $id) { id } }", { id })),
+    );
+    expect(answers.map((a) => [a.status, a.errors?.[0]?.message])).toEqual([
+      [200, "not found, or not visible to you"],
+      [200, "not found, or not visible to you"],
+    ]);
+    // nodes: a list with a missing id fails as a whole (one batch in the drizzle loader), and
+    // still says no more than "not found, or not visible" for each item.
+    const mixed = await gql(users.countyPlanner.token, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", { ids: [ids["report:HZ-MASK-1"], missing] });
+    expect(mixed.data.nodes).toEqual([null, null]);
+    expect(new Set(mixed.errors?.map((e) => e.message))).toEqual(new Set(["not found, or not visible to you"]));
     const own = await gql(users.countyPlanner.token, "query($id: ID!) { node(id: $id) { ... on Report { onHand } } }", { id: ids["report:HZ-MASK-1"] });
     expect(own.data.node).toEqual({ onHand: 100 });
   });

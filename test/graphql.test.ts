@@ -64,6 +64,8 @@ describe("admin mutations", () => {
       [`mutation { createUser(input: { name: "P", email: "p@example.com", role: PLANNER }) { id } }`, /needs jurisdictionRegionCode/],
       [`mutation { createUser(input: { name: "R", email: "r@example.com", role: REPORTER }) { id } }`, /needs organizationId/],
       [`mutation { createUser(input: { name: "P", email: "p@example.com", role: PLANNER, jurisdictionRegionCode: "nowhere" }) { id } }`, /no region with code nowhere/],
+      [`mutation { createUser(input: { name: "P", email: "p2@example.com", role: PLANNER, jurisdictionRegionCode: "330000", organizationId: "${Buffer.from("Organization:" + "00000000-0000-0000-0000-000000000000").toString("base64")}" }) { id } }`, /organizationId applies to REPORTER and PROCUREMENT users only/],
+      [`mutation { createRegions(input: [{ code: "330100", name: "杭州市", level: COUNTY, parentCode: "330000" }]) { created } }`, /level cannot change/],
       [`mutation { upsertProduct(input: { code: "MASK-N95", name: "N95", category: MASK, baseUnit: "piece", units: [{ name: "box", factor: 0 }] }) { code } }`, /factor must be > 0/],
       [`mutation { upsertProduct(input: { code: "NEW-1", name: "N", category: MASK, baseUnit: "piece", inputs: [{ productCode: "NOPE", quantity: 1 }] }) { code } }`, /unknown products NOPE/],
     ];
@@ -81,6 +83,15 @@ describe("admin mutations", () => {
     const id = Buffer.from("Organization:not-a-uuid").toString("base64");
     const r = await gql(admin.token, "query($id: ID!) { node(id: $id) { id } }", { id });
     expect(firstError(r)).toMatchObject({ message: expect.stringContaining("wrong format"), extensions: { code: "BAD_INPUT" } });
+    for (const [query, variables] of [
+      ["query($id: ID!) { node(id: $id) { id } }", { id: Buffer.from("Region:99999999999").toString("base64") }],
+      ['{ reports(from: "0000-01-01") { edges { node { id } } } }', {}],
+      ["query($c: String!) { region(code: $c) { code } }", { c: "33\u0000" }],
+    ] as const) {
+      const bad = await gql(admin.token, query, variables);
+      expect(firstError(bad)?.extensions?.code ?? firstError(bad)?.message, query).not.toBe("INTERNAL_SERVER_ERROR");
+      expect(firstError(bad)?.message, query).not.toBe("Unexpected error.");
+    }
   });
 
   it("refuses tokens that expired, and a past expiry when creating one", async () => {

@@ -5,7 +5,8 @@ import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, type TestUser } from "./helpers/fixtures.js";
 
 // PGlite has one connection, so concurrency is a PostgreSQL-only concern.
-const opts = { backfillDays: 7, now: new Date("2026-03-10T04:00:00Z") };
+// A wide backfill window keeps the flags under test free of BACKFILL.
+const opts = { backfillDays: 100_000, now: new Date("2026-03-10T04:00:00Z") };
 let t: TestDatabase;
 let reporter: TestUser;
 
@@ -33,4 +34,20 @@ describe("concurrent report batches", () => {
     for (const row of rows) expect(row).toEqual({ revision: 6, revisions: 5 });
   });
 
+  it("keeps the stock-balance flag right when neighbouring days arrive in concurrent batches", async () => {
+    for (let round = 0; round < 10; round++) {
+      const day1 = new Date(Date.UTC(2023, 0, 1 + 2 * round)).toISOString().slice(0, 10);
+      const day2 = new Date(Date.UTC(2023, 0, 2 + 2 * round)).toISOString().slice(0, 10);
+      await Promise.all([
+        submitReports(t.db, reporter.actor, [{ siteCode: "HZ-MASK-1", productCode: "MASK-KN95", date: day1, onHand: 100 }], opts),
+        submitReports(t.db, reporter.actor, [{ siteCode: "HZ-MASK-1", productCode: "MASK-KN95", date: day2, onHand: 500, produced: 10 }], opts),
+      ]);
+      const flags = await t.db.execute<{ quality_flags: string[] }>(
+        sql`select r.quality_flags from report r join product p on p.id = r.product_id where p.code = 'MASK-KN95' and r.date = ${day2}::date`,
+        "objects",
+      );
+      // 100 + 10 is not 500, whichever batch committed first.
+      expect(flags[0]!.quality_flags, `round ${round}`).toEqual(["STOCK_BALANCE_MISMATCH"]);
+    }
+  });
 });

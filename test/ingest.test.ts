@@ -84,6 +84,38 @@ describe.each<Backend>(["postgres", "pglite"])("report ingestion on %s", (backen
     expect(await stored("HZ-MASK-1", "MASK-N95", "2026-03-02")).toBeUndefined();
   });
 
+  it("rejects, row by row, what would only fail in the database or leak another organization's site", async () => {
+    const r = await submitReports(
+      t.db,
+      reporter.actor,
+      [
+        { siteCode: "HZ-MASK-1", productCode: "MASK-SURGICAL", date: "2026-02-01", unit: "carton", onHand: 1e306 },
+        { siteCode: "HZ-XIHU-H1", productCode: "MASK-N95", date: "2099-01-01", onHand: 1 },
+        { siteCode: "NO-SUCH-SITE", productCode: "MASK-N95", date: "2099-01-01", onHand: 1 },
+        { siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: "0000-06-01", onHand: 1 },
+        { siteCode: "HZ-MASK\u0000-1", productCode: "MASK-N95", date: "2026-03-01", onHand: 1 },
+        { siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: "2026-03-01", onHand: 2e15 },
+        { siteCode: "HZ-MASK-1", productCode: "GOGGLES", date: "2026-03-01", onHand: 5 },
+      ],
+      opts,
+    );
+    expect(r.accepted).toBe(1);
+    expect(r.rejected.map((e) => [e.index, e.field])).toEqual([
+      [0, "onHand"],
+      [1, "siteCode"],
+      [2, "siteCode"],
+      [3, "date"],
+      [4, "siteCode"],
+      [5, "onHand"],
+    ]);
+    expect(r.rejected[0]!.message).toContain("check the figure and its unit");
+    // A foreign site and an unknown one get the same single answer: nothing about the site leaks.
+    const bare = (m: string, code: string) => m.replace(/^row \d+: /, "").replace(code, "X");
+    expect(bare(r.rejected[1]!.message, "HZ-XIHU-H1")).toBe(bare(r.rejected[2]!.message, "NO-SUCH-SITE"));
+    expect(r.rejected[3]!.message).toContain("between 1900-01-01 and 2999-12-31");
+    expect(r.rejected[4]!.message).toContain("control characters");
+  });
+
   it("keeps the old figures as a revision on correction, merging figures not re-sent", async () => {
     const first = await submitReports(t.db, reporter.actor, [{ siteCode: "HZ-MASK-1", productCode: "TEST-PCR", date: "2026-03-05", onHand: 500, produced: 100 }], opts);
     const second = await submitReports(t.db, admin.actor, [{ siteCode: "HZ-MASK-1", productCode: "TEST-PCR", date: "2026-03-05", unit: "kit", onHand: 10 }], opts);
@@ -120,6 +152,15 @@ describe.each<Backend>(["postgres", "pglite"])("report ingestion on %s", (backen
     expect((await stored("HZ-MASK-1", "MASK-KN95", "2026-03-08"))!.quality_flags).toEqual(["PRODUCED_ABOVE_CAPACITY"]);
   });
 
+  it("re-flags an unchanged day when the day before it is corrected in the same batch", async () => {
+    const day1 = { siteCode: "HZ-MASK-1", productCode: "FACE-SHIELD", date: "2026-03-05", onHand: 100 };
+    const day2 = { siteCode: "HZ-MASK-1", productCode: "FACE-SHIELD", date: "2026-03-06", onHand: 150, produced: 50 };
+    await submitReports(t.db, reporter.actor, [day1, day2], opts);
+    expect((await stored("HZ-MASK-1", "FACE-SHIELD", "2026-03-06"))!.quality_flags).toEqual([]);
+    await submitReports(t.db, reporter.actor, [{ ...day1, onHand: 200 }, day2], opts);
+    expect(await stored("HZ-MASK-1", "FACE-SHIELD", "2026-03-06")).toMatchObject({ quality_flags: ["STOCK_BALANCE_MISMATCH"], revision: 1 });
+  });
+
   it("replays the first result for a repeated idempotency key and refuses the key with other data", async () => {
     const rows = [{ siteCode: "HZ-MASK-1", productCode: "GOGGLES", date: "2026-03-09", onHand: 10 }];
     const first = await submitReports(t.db, reporter.actor, rows, { ...opts, idempotencyKey: "batch-1" });
@@ -130,6 +171,9 @@ describe.each<Backend>(["postgres", "pglite"])("report ingestion on %s", (backen
     await expect(
       submitReports(t.db, reporter.actor, [{ ...rows[0]!, onHand: 11 }], { ...opts, idempotencyKey: "batch-1" }),
     ).rejects.toMatchObject({ code: "IDEMPOTENCY_KEY_REUSED", message: expect.stringContaining("use a new key") });
+    // An omitted figure and a null one are the same request.
+    const withNull = await submitReports(t.db, reporter.actor, [{ ...rows[0]!, produced: null }], { ...opts, idempotencyKey: "batch-1" });
+    expect(withNull.replayed).toBe(true);
     // Keys belong to their user: another user's identical key is a new request.
     const admins = await submitReports(t.db, admin.actor, rows, { ...opts, idempotencyKey: "batch-1" });
     expect(admins.replayed).toBeUndefined();

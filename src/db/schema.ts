@@ -230,6 +230,16 @@ export const reportTable = pgTable(
   (t) => [
     uniqueIndex("report_natural_key").on(t.siteId, t.productId, t.date),
     index("report_product_date_idx").on(t.productId, t.date),
+    // The last line of defence behind the service's checks: figures are finite and non-negative.
+    check(
+      "report_figures_valid",
+      sql`${sql.join(
+        ["on_hand", "produced", "capacity_per_day", "consumed", "received", "shipped", "backlog", "stockout_hours"].map(
+          (c) => sql`(${sql.identifier(c)} >= 0 and ${sql.identifier(c)} < 'Infinity')`,
+        ),
+        sql` and `,
+      )}`,
+    ),
   ],
 );
 

@@ -93,6 +93,9 @@ export async function createRegions(db: Database, actor: Actor, inputs: RegionIn
         }
       }
       const stored = existing.get(row.code);
+      if (stored && stored.level !== row.level) {
+        throw badInput(`region ${row.code} is a ${stored.level}; its level cannot change to ${row.level} (its parent and children are ordered by level)`);
+      }
       if (stored && (stored.parentCode ?? null) !== (row.parentCode ?? null)) {
         throw badInput(
           `region ${row.code} already exists under ${stored.parentCode ?? "no parent"}, not ${row.parentCode ?? "no parent"}; regions cannot be moved`,

@@ -24,6 +24,9 @@ export async function createUser(db: Database, actor: Actor, input: CreateUserIn
   if ((values.role === "REPORTER" || values.role === "PROCUREMENT") && !values.organizationId) {
     throw badInput(`a ${values.role} needs organizationId: the organization they report or buy for`);
   }
+  if ((values.role === "PLANNER" || values.role === "ADMIN") && values.organizationId) {
+    throw badInput(`organizationId applies to REPORTER and PROCUREMENT users only, not ${values.role}; leave it out`);
+  }
   if (values.role !== "PLANNER" && values.jurisdictionRegionCode) {
     throw badInput(`jurisdictionRegionCode applies to PLANNER users only, not ${values.role}; leave it out`);
   }

@@ -3,6 +3,7 @@ import DrizzlePlugin from "@pothos/plugin-drizzle";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { getTableConfig } from "drizzle-orm/pg-core";
+import { GraphQLError } from "graphql";
 import type { Relations } from "../db/index.js";
 import { relations } from "../db/relations.js";
 import type { Role } from "../domain/types.js";
@@ -29,6 +30,11 @@ export interface PothosTypes {
   DefaultFieldNullability: false;
 }
 
+const NOT_VISIBLE = "not found, or not visible to you";
+const notVisible = () => new GraphQLError(NOT_VISIBLE, { extensions: { code: "NOT_FOUND" } });
+/** The drizzle plugin's loader throws this when an id has no row. */
+const isMissingNode = (error: unknown) => error instanceof Error && /^Model \w+\(.*\) not found/.test(error.message);
+
 export const builder = new SchemaBuilder<PothosTypes>({
   // Relay first so auth scopes receive decoded global ids; then scope-auth wraps every resolver.
   plugins: [RelayPlugin, ScopeAuthPlugin, DrizzlePlugin],
@@ -41,10 +47,33 @@ export const builder = new SchemaBuilder<PothosTypes>({
     pageInfoTypeOptions: { description: "Where a page of a connection sits in the whole list." },
     defaultConnectionTypeOptions: { description: "A page of results: at most 100 per page (default 20)." },
     defaultEdgeTypeOptions: { description: "One result of a page, with its cursor." },
-    nodeQueryOptions: { description: "Fetches any object by its global id, if the viewer may see it.", authScopes: { authenticated: true } },
-    nodesQueryOptions: {
-      description: "Fetches objects by their global ids; those the viewer may not see come back as errors.",
+    // A missing object and one the viewer may not see get the same answer, so ids reveal nothing.
+    nodeQueryOptions: {
+      description: "Fetches any object by its global id; an error if it does not exist or the viewer may not see it.",
       authScopes: { authenticated: true },
+      resolve: async (_root, args, _ctx, _info, resolveNode) => {
+        try {
+          return await resolveNode(args.id);
+        } catch (error) {
+          throw isMissingNode(error) ? notVisible() : error;
+        }
+      },
+    },
+    nodesQueryOptions: {
+      description: "Fetches objects by their global ids; each one that does not exist or the viewer may not see is an error.",
+      authScopes: { authenticated: true },
+      resolve: async (_root, args, _ctx, _info, resolveNodes) => {
+        if (args.ids.length > 100) throw new GraphQLError(`nodes takes at most 100 ids, got ${args.ids.length}; split the list`);
+        // Each id is its own promise, so a missing one is an error on its item, not on the list.
+        // (The drizzle plugin still loads them in one batch, which fails every item of a list that
+        // holds a missing id; each then answers "not found, or not visible".)
+        return args.ids.map((id) =>
+          resolveNodes([id]).then(
+            ([node]) => node,
+            (error: unknown) => Promise.reject(isMissingNode(error) ? notVisible() : error),
+          ),
+        );
+      },
     },
   },
   drizzle: {
@@ -58,10 +87,11 @@ export const builder = new SchemaBuilder<PothosTypes>({
     // Type-level checks run once per object, so a forbidden object fails as a whole.
     runScopesOnType: true,
     authorizeOnSubscribe: true,
-    unauthorizedError: (_parent, context, _info, result) =>
-      context.viewer
-        ? `not allowed: ${result.message}; your role (${context.viewer.role}) does not give access to this`
-        : "not signed in: send a valid API token as 'Authorization: Bearer <token>'",
+    unauthorizedError: (_parent, context, info, result) => {
+      if (!context.viewer) return "not signed in: send a valid API token as 'Authorization: Bearer <token>'";
+      if (info.parentType.name === "Query" && (info.fieldName === "node" || info.fieldName === "nodes")) return NOT_VISIBLE;
+      return `not allowed: ${result.message}; your role (${context.viewer.role}) does not give access to this`;
+    },
     authScopes: (ctx) => ({
       authenticated: ctx.viewer !== null,
       admin: ctx.viewer?.role === "ADMIN",

@@ -126,14 +126,16 @@ builder.queryFields((t) => ({
               sql`${organizationVisibility(ctx.viewer!, org)} and ${
                 regionPath === undefined
                   ? sql`true`
-                  : sql`exists (select 1 from site s join region r on r.id = s.region_id where s.organization_id = ${org.id} and r.path ^@ ${regionPath})`
+                  : // Only the viewer's own visible sites count, or the filter would say where an
+                    // organization has sites outside the viewer's jurisdiction.
+                    sql`exists (select 1 from site s join region r on r.id = s.region_id where s.organization_id = ${org.id} and r.path ^@ ${regionPath} and ${siteVisibility(ctx.viewer!, { organizationId: sql`s.organization_id`, regionId: sql`s.region_id` })})`
               }`,
           },
           orderBy: { name: "asc" },
         }),
       );
     },
-  }),
+  }, { name: "OrganizationConnection", description: "A page of organizations." }, { name: "OrganizationEdge", description: "One organization of a page, with its cursor." }),
 }));
 
 builder.mutationFields((t) => ({

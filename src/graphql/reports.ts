@@ -124,7 +124,7 @@ builder.queryFields((t) => ({
           orderBy: { date: "desc", id: "desc" },
         }),
       ),
-  }),
+  }, { name: "ReportConnection", description: "A page of reports." }, { name: "ReportEdge", description: "One report of a page, with its cursor." }),
 }));
 
 builder.mutationFields((t) => ({

@@ -1,11 +1,12 @@
 import { DateTimeResolver } from "graphql-scalars";
 import { GraphQLError, Kind } from "graphql";
-import { isValid, parseISO } from "date-fns";
+import { dateProblem } from "../domain/reports/validate.js";
 import { builder } from "./builder.js";
 
 const parseDate = (value: unknown): string => {
-  if (typeof value === "string" && /^\d{4}-\d{2}-\d{2}$/.test(value) && isValid(parseISO(value))) return value;
-  throw new GraphQLError(`Date must be a calendar date written YYYY-MM-DD, got ${JSON.stringify(value)}`);
+  const problem = dateProblem(value);
+  if (!problem) return value as string;
+  throw new GraphQLError(`Date ${problem.replace("must be a calendar date as", "must be a calendar date written")}`);
 };
 
 builder.scalarType("Date", {

@@ -30,9 +30,9 @@ function findDomainError(error: unknown): DomainError | undefined {
 }
 
 /** Postgres rejects an id or value of the wrong form with 22P02: the client's mistake, not ours. */
-function findPostgresError(error: unknown, code: string): { message: string } | undefined {
+function findPostgresError(error: unknown, codes: string[]): { message: string } | undefined {
   for (let e: any = error; e; e = e.originalError ?? e.cause) {
-    if (e.code === code && typeof e.message === "string") return e;
+    if (codes.includes(e.code) && typeof e.message === "string") return e;
   }
   return undefined;
 }
@@ -70,7 +70,8 @@ export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "rea
       maskError(error, message) {
         const domain = findDomainError(error);
         if (domain) return toGraphQLError(domain);
-        const malformed = findPostgresError(error, "22P02");
+        // 22P02 malformed value, 22003 number out of range, 22008 date out of range, 22021 NUL byte.
+        const malformed = findPostgresError(error, ["22P02", "22003", "22008", "22021"]);
         if (malformed) {
           return new GraphQLError(`a value has the wrong format (${malformed.message}); use ids exactly as this API returned them`, {
             extensions: { code: "BAD_INPUT" },

@@ -7,11 +7,13 @@ import { DomainError, forbidden } from "../errors.js";
 import type { Actor, Viewer } from "../viewer.js";
 import { qualityFlags } from "./quality.js";
 import {
+  MAX_QUANTITY,
   MEASURES,
   QUANTITIES,
   localToday,
   parseRow,
   shiftDate,
+  type Measure,
   type Measures,
   type ParsedRow,
   type ReportRowInput,
@@ -137,7 +139,8 @@ export async function submitReports(
     try {
       return await attempt();
     } catch (error) {
-      if (tries >= 3 || !isRetryable(error)) throw error;
+      if (!isRetryable(error)) throw error;
+      if (tries >= 3) throw new DomainError("CONFLICT", "the batch collided with concurrent batches three times; send it again in a moment");
     }
   }
 }
@@ -152,7 +155,11 @@ function isRetryable(error: unknown): boolean {
  * primary key until this transaction ends, then sees the stored result.
  */
 async function claimIdempotencyKey(tx: Database, viewer: Viewer, idempotencyKey: string, inputs: readonly ReportRowInput[]) {
-  const requestHash = createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
+  // Omitted and null fields mean the same, so they hash the same.
+  const canonical = inputs.map((row) =>
+    Object.fromEntries(Object.entries(row ?? {}).filter(([, v]) => v !== null && v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1))),
+  );
+  const requestHash = createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
   const inserted = await tx
     .insert(idempotencyKeyTable)
     .values({ userId: viewer.userId, operation: "submitReports", key: idempotencyKey, requestHash })
@@ -209,10 +216,13 @@ async function resolveRows(
 
   for (const row of rows) {
     const fail = (field: string | null, message: string) => rejected.push({ index: row.index, field, message: `row ${row.index}: ${message}` });
-    const site = siteByCode.get(row.siteCode);
+    const found = siteByCode.get(row.siteCode);
+    // Another organization's site is treated exactly like an unknown one, so that no later check
+    // (such as the site's local date) tells a reporter anything about it.
+    const site = found && (viewer.role === "ADMIN" || found.organizationId === viewer.organizationId) ? found : undefined;
     const product = productByCode.get(row.productCode);
     let ok = true;
-    if (!site || (viewer.role !== "ADMIN" && site.organizationId !== viewer.organizationId)) {
+    if (!site) {
       // The same words for "unknown" and "someone else's": a reporter learns nothing about other organizations.
       fail(
         "siteCode",
@@ -233,6 +243,14 @@ async function resolveRows(
         fail("unit", `unit ${JSON.stringify(row.unit)} is not declared for ${product.code}; use one of ${declared}`);
         ok = false;
       } else factor = unit.factor;
+    }
+    for (const [m, v] of Object.entries(row.values) as [Measure, number][]) {
+      if (m === "stockoutHours" || factor === 1) continue;
+      const base = v * factor;
+      if (!Number.isFinite(base) || base > MAX_QUANTITY) {
+        fail(m, `${m} of ${v} ${row.unit} is ${base} ${product!.baseUnit}, more than ${MAX_QUANTITY.toExponential()}; check the figure and its unit`);
+        ok = false;
+      }
     }
     let backfill = false;
     if (site) {
@@ -306,6 +324,12 @@ const measureParams = (rows: Measures[]) =>
  */
 async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Promise<number[]> {
   if (!input.length) return [];
+  // One site's figures form one series: batches touching the same sites take turns (row locks on
+  // the sites, in id order, so never a deadlock), and every neighbouring day a batch reads for its
+  // quality flags is final. Row locks live in the tuples, not in the shared lock table.
+  await tx.execute(
+    sql`select id from site where id = any(${sql.param([...new Set(input.map((r) => r.siteId))])}::uuid[]) order by id for no key update`,
+  );
   // Writing in key order makes concurrent batches lock index entries in the same order.
   const rows = [...input].sort((a, b) => compareKeys(key(a.siteId, a.productId, a.row.date), key(b.siteId, b.productId, b.row.date)));
   const byKey = new Map(rows.map((r) => [key(r.siteId, r.productId, r.row.date), r]));
@@ -326,10 +350,16 @@ async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Pr
   const ids = new Map<ResolvedRow, number>();
   let pending = rows;
   for (let attempt = 0; attempt < 2 && pending.length; attempt++) {
-    const merged = mergeAll(pending, stored, byKey);
+    const merged = mergeAll(pending, stored);
     const fresh = merged.filter((m) => !m.existing);
     const corrections = merged.filter((m) => m.existing && !sameMeasures(m.existing, m.values));
-    for (const m of merged) if (m.existing && sameMeasures(m.existing, m.values)) ids.set(m.row, m.existing.id);
+    const unchanged = merged.filter((m) => m.existing && sameMeasures(m.existing, m.values));
+    for (const m of unchanged) ids.set(m.row, m.existing!.id);
+    // Same figures, but a corrected neighbour in this batch may change the flags: no new revision.
+    await updateFlags(
+      tx,
+      unchanged.filter((m) => m.flags.join(",") !== m.existing!.qualityFlags.join(",")).map((m) => ({ id: m.existing!.id, flags: m.flags })),
+    );
 
     const raced: ResolvedRow[] = [];
     if (fresh.length) {
@@ -372,7 +402,9 @@ async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Pr
     if (raced.length) remember(await loadReports(tx, keysOf(raced), true));
     pending = raced;
   }
-  if (pending.length) throw new Error(`reports kept changing under a concurrent batch (${pending.length} rows); retry the request`);
+  if (pending.length) {
+    throw new DomainError("CONFLICT", `reports kept changing under a concurrent batch (${pending.length} rows); send the batch again`);
+  }
 
   await refreshNextDayFlags(tx, around, stored, byKey);
   return input.map((r) => ids.get(r)!);
@@ -393,7 +425,7 @@ interface Merged {
 }
 
 /** Sent figures replace stored ones; figures not sent keep their stored value. */
-function mergeAll(rows: ResolvedRow[], stored: Map<string, StoredReport>, byKey: Map<string, ResolvedRow>): Merged[] {
+function mergeAll(rows: ResolvedRow[], stored: Map<string, StoredReport>): Merged[] {
   // Merge every row first: a batch may carry several consecutive days of the same site.
   const values = new Map<string, Measures>();
   const merged = rows.map((r) => {
@@ -406,7 +438,8 @@ function mergeAll(rows: ResolvedRow[], stored: Map<string, StoredReport>, byKey:
   });
   for (const m of merged) {
     const prevKey = key(m.row.siteId, m.row.productId, shiftDate(m.row.row.date, -1));
-    const previous = values.get(prevKey) ?? (byKey.has(prevKey) ? undefined : stored.get(prevKey));
+    // `stored` also holds the merged values of rows written in an earlier pass of this batch.
+    const previous = values.get(prevKey) ?? stored.get(prevKey);
     m.flags = qualityFlags(m.values, previous?.onHand ?? null, m.row.backfill);
   }
   return merged;
@@ -430,6 +463,10 @@ async function refreshNextDayFlags(tx: Database, around: StoredReport[], stored:
     const all = [...flags, ...kept];
     if (all.join(",") !== next.qualityFlags.join(",")) updates.push({ id: next.id, flags: all });
   }
+  await updateFlags(tx, updates);
+}
+
+async function updateFlags(tx: Database, updates: { id: number; flags: string[] }[]) {
   if (!updates.length) return;
   await tx.execute(
     sql`update report r set quality_flags = ${flagsFrom("u.flags")}

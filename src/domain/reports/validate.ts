@@ -37,6 +37,22 @@ export interface ParsedRow {
 
 const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+/** Dates outside this range are typing errors (and year 0 does not exist in PostgreSQL). */
+export const EARLIEST_DATE = "1900-01-01";
+export const LATEST_DATE = "2999-12-31";
+/** No report holds a quadrillion units: larger figures are unit or typing errors. */
+export const MAX_QUANTITY = 1e15;
+
+/** Null when `value` is a real calendar date within range, else what is wrong with it. */
+export function dateProblem(value: unknown): string | null {
+  if (typeof value !== "string" || !DATE.test(value) || !isValid(parseISO(value))) {
+    return `must be a calendar date as YYYY-MM-DD, got ${show(value)}`;
+  }
+  if (value < EARLIEST_DATE || value > LATEST_DATE) return `must be between ${EARLIEST_DATE} and ${LATEST_DATE}, got ${value}`;
+  return null;
+}
 
 const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
 
@@ -56,6 +72,7 @@ export function parseRow(input: ReportRowInput, index: number, errors: RowError[
     if (absent(v)) fail(field, `${field} is required`);
     else if (typeof v !== "string") fail(field, `${field} must be text, got ${show(v)}`);
     else if (v.trim().length > 64) fail(field, `${field} is longer than 64 characters`);
+    else if (CONTROL.test(v)) fail(field, `${field} contains control characters; send the plain code`);
     else return v.trim();
     return "";
   };
@@ -64,13 +81,17 @@ export function parseRow(input: ReportRowInput, index: number, errors: RowError[
 
   let date = "";
   if (absent(input.date)) fail("date", "date is required (YYYY-MM-DD, the site's local day)");
-  else if (typeof input.date !== "string" || !DATE.test(input.date.trim()) || !isValid(parseISO(input.date.trim()))) {
-    fail("date", `date must be a calendar date as YYYY-MM-DD, got ${show(input.date)}`);
-  } else date = input.date.trim();
+  else {
+    const trimmed = typeof input.date === "string" ? input.date.trim() : input.date;
+    const problem = dateProblem(trimmed);
+    if (problem) fail("date", `date ${problem}`);
+    else date = trimmed as string;
+  }
 
   let unit: string | null = null;
   if (!absent(input.unit)) {
     if (typeof input.unit !== "string") fail("unit", `unit must be text, got ${show(input.unit)}`);
+    else if (CONTROL.test(input.unit)) fail("unit", "unit contains control characters; send the plain unit name");
     else unit = input.unit.trim();
   }
 
@@ -88,6 +109,7 @@ export function parseRow(input: ReportRowInput, index: number, errors: RowError[
     if (!Number.isFinite(n)) fail(m, `${m} must be a finite number, got ${show(raw)}`);
     else if (n < 0) fail(m, `${m} must be >= 0, got ${n}`);
     else if (m === "stockoutHours" && n > 24) fail(m, `stockoutHours must be between 0 and 24, got ${n}`);
+    else if (n > MAX_QUANTITY) fail(m, `${m} must be at most ${MAX_QUANTITY.toExponential()}, got ${n}; check the figure and its unit`);
     else values[m] = n;
   }
   if (errors.length === before && Object.keys(values).length === 0) {
