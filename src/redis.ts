@@ -21,7 +21,8 @@ const INSTALL_HINT =
   "(Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) so `npm start` can run its own, " +
   "or point REDIS_SERVER_BIN at it.";
 
-async function freePort(): Promise<number> {
+/** A free TCP port on loopback, for processes started by this one. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);

@@ -5,14 +5,14 @@ import { idempotencyKeyTable, outboxTable, siteTable } from "../../db/schema.js"
 import { writeAudit } from "../audit.js";
 import { DomainError, forbidden } from "../errors.js";
 import type { Actor, Viewer } from "../viewer.js";
-import { qualityFlags } from "./quality.js";
+import { QualityFlag, qualityFlags } from "./quality.js";
 import {
   MAX_QUANTITY,
   MEASURES,
   QUANTITIES,
+  dayNumber,
   localToday,
   parseRow,
-  shiftDate,
   type Measure,
   type Measures,
   type ParsedRow,
@@ -42,19 +42,24 @@ interface ResolvedRow {
   row: ParsedRow;
   siteId: string;
   productId: number;
-  factor: number;
+  /** Days since 1970-01-01 of the report date. */
+  day: number;
+  /** `siteId|productId|`: a report's key is this plus its day number. */
+  series: string;
+  key: string;
+  /** The figures sent, converted to base units. */
+  base: Partial<Measures>;
   backfill: boolean;
 }
 
 interface StoredReport extends Measures {
   id: number;
-  siteId: string;
-  productId: number;
-  date: string;
+  series: string;
+  day: number;
   qualityFlags: string[];
 }
 
-const key = (siteId: string, productId: number, date: string) => `${siteId}|${productId}|${date}`;
+const seriesOf = (siteId: string, productId: number) => `${siteId}|${productId}|`;
 
 const COLUMN: Record<(typeof MEASURES)[number], string> = {
   onHand: "on_hand",
@@ -117,7 +122,8 @@ export async function submitReports(
       await writeAudit(tx, actor, {
         action: "reports.submit",
         entityType: "report",
-        after: { rows: inputs.length, accepted: result.accepted, rejected: new Set(rejected.map((r) => r.index)).size, idempotencyKey, reportIds },
+        // The report ids travel in the outbox event; each report row records who submitted it and when.
+        after: { rows: inputs.length, accepted: result.accepted, rejected: new Set(rejected.map((r) => r.index)).size, idempotencyKey },
       });
       if (idempotencyKey !== null) {
         await tx
@@ -210,7 +216,7 @@ async function resolveRows(
   ]);
   const siteByCode = new Map(sites.map((s) => [s.code, s]));
   const productByCode = new Map(products.map((p) => [p.code, p]));
-  const todayByZone = new Map<string, string>();
+  const todayByZone = new Map<string, { today: string; day: number }>();
   const seen = new Map<string, number>();
   const resolved: ResolvedRow[] = [];
 
@@ -253,60 +259,72 @@ async function resolveRows(
       }
     }
     let backfill = false;
+    const day = dayNumber(row.date);
     if (site) {
-      let today = todayByZone.get(site.timeZone);
-      if (today === undefined) todayByZone.set(site.timeZone, (today = localToday(now, site.timeZone)));
-      if (row.date > shiftDate(today, 1)) {
-        fail("date", `date ${row.date} is in the future (it is ${today} at site ${site.code}); a report may be at most one day ahead`);
+      let zone = todayByZone.get(site.timeZone);
+      if (zone === undefined) {
+        const today = localToday(now, site.timeZone);
+        todayByZone.set(site.timeZone, (zone = { today, day: dayNumber(today) }));
+      }
+      if (day > zone.day + 1) {
+        fail("date", `date ${row.date} is in the future (it is ${zone.today} at site ${site.code}); a report may be at most one day ahead`);
         ok = false;
       }
-      backfill = row.date < shiftDate(today, -backfillDays);
+      backfill = day < zone.day - backfillDays;
     }
     if (!ok) continue;
-    const k = key(site!.id, product!.id, row.date);
+    const series = seriesOf(site!.id, product!.id);
+    const k = series + day;
     const first = seen.get(k);
     if (first !== undefined) {
       fail(null, `same site, product and date as row ${first}; send each report once per batch`);
       continue;
     }
     seen.set(k, row.index);
-    resolved.push({ row, siteId: site!.id, productId: product!.id, factor, backfill });
+    let base = row.values;
+    if (factor !== 1) {
+      base = {};
+      for (const m of MEASURES) {
+        const v = row.values[m];
+        if (v !== undefined) base[m] = m === "stockoutHours" ? v : v * factor;
+      }
+    }
+    resolved.push({ row, siteId: site!.id, productId: product!.id, day, series, key: k, base, backfill });
   }
   return resolved;
 }
 
-function toBase(r: ResolvedRow): Partial<Measures> {
-  const out: Partial<Measures> = {};
-  for (const [m, v] of Object.entries(r.row.values) as [keyof Measures, number][]) {
-    out[m] = m === "stockoutHours" || r.factor === 1 ? v : v * r.factor;
-  }
-  return out;
-}
-
-const EMPTY: Measures = Object.fromEntries(MEASURES.map((m) => [m, null])) as Measures;
 const sameMeasures = (a: Measures, b: Measures) => MEASURES.every((m) => a[m] === b[m]);
+const EPOCH = sql.raw("date '1970-01-01'");
+const sameFlags = (a: string[], b: string[]) => a.length === b.length && a.every((f, i) => f === b[i]);
 
-async function loadReports(tx: Database, keys: { siteId: string; productId: number; date: string }[], lock: boolean) {
+/** The stored reports with these keys (missing ones are simply absent). */
+async function loadReports(tx: Database, keys: { siteId: string; productId: number; day: number }[]): Promise<StoredReport[]> {
   if (!keys.length) return [];
   const rows = await tx.execute<Record<string, unknown>>(
-    sql`select r.id::text as id, r.site_id, r.product_id, r.date::text as date, ${sql.raw(MEASURES.map((m) => `r.${COLUMN[m]}`).join(", "))}, r.quality_flags
-        from report r
-        join unnest(${sql.param(keys.map((k) => k.siteId))}::uuid[], ${sql.param(keys.map((k) => k.productId))}::int[], ${sql.param(keys.map((k) => k.date))}::date[])
-          as k(site_id, product_id, date)
-          on r.site_id = k.site_id and r.product_id = k.product_id and r.date = k.date
-        ${lock ? sql`order by r.id for update of r` : sql``}`,
+    // LATERAL … LIMIT 1 makes one index probe per key; a plain join lets the planner hash the
+    // whole report table for every batch, which grows with the table (measured: a full scan).
+    sql`select r.id::text as id, k.site_id, k.product_id, k.day, ${sql.raw(MEASURES.map((m) => `r.${COLUMN[m]}`).join(", "))}, r.quality_flags
+        from unnest(${sql.param(keys.map((k) => k.siteId))}::uuid[], ${sql.param(keys.map((k) => k.productId))}::int[], ${sql.param(keys.map((k) => k.day))}::int[])
+          as k(site_id, product_id, day)
+        join lateral (
+          select * from report r where r.site_id = k.site_id and r.product_id = k.product_id and r.date = ${EPOCH} + k.day limit 1
+        ) r on true`,
     "objects",
   );
-  return rows.map(
-    (r): StoredReport => ({
+  return rows.map((r) => {
+    const report = {
       id: Number(r.id),
-      siteId: r.site_id as string,
-      productId: Number(r.product_id),
-      date: r.date as string,
-      ...(Object.fromEntries(MEASURES.map((m) => [m, r[COLUMN[m]] === null ? null : Number(r[COLUMN[m]])])) as Measures),
+      series: seriesOf(r.site_id as string, Number(r.product_id)),
+      day: Number(r.day),
       qualityFlags: (r.quality_flags as string[] | null) ?? [],
-    }),
-  );
+    } as StoredReport;
+    for (const m of MEASURES) {
+      const v = r[COLUMN[m]];
+      report[m] = v === null ? null : Number(v);
+    }
+    return report;
+  });
 }
 
 const flagsParam = (rows: { flags: string[] }[]) => sql.param(rows.map((r) => r.flags.join(",")));
@@ -319,103 +337,96 @@ const measureParams = (rows: Measures[]) =>
 
 /**
  * New keys are inserted in one statement. Existing keys are corrections: the stored version is
- * copied to `report_revision` and replaced, in two statements. A key inserted concurrently by
- * another batch after we looked is caught by ON CONFLICT and retried as a correction.
+ * copied to `report_revision` and replaced, in one statement. Figures equal to the stored ones
+ * write nothing but, where a neighbour changed, their flags.
  */
 async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Promise<number[]> {
   if (!input.length) return [];
   // One site's figures form one series: batches touching the same sites take turns (row locks on
-  // the sites, in id order, so never a deadlock), and every neighbouring day a batch reads for its
-  // quality flags is final. Row locks live in the tuples, not in the shared lock table.
+  // the sites, in id order, so never a deadlock), so every stored day a batch reads, for
+  // corrections and for quality flags, stays as read until it commits. Row locks live in the
+  // tuples, not in the shared lock table, so a batch may touch any number of sites.
   await tx.execute(
     sql`select id from site where id = any(${sql.param([...new Set(input.map((r) => r.siteId))])}::uuid[]) order by id for no key update`,
   );
-  // Writing in key order makes concurrent batches lock index entries in the same order.
-  const rows = [...input].sort((a, b) => compareKeys(key(a.siteId, a.productId, a.row.date), key(b.siteId, b.productId, b.row.date)));
-  const byKey = new Map(rows.map((r) => [key(r.siteId, r.productId, r.row.date), r]));
+  // Writing in key order makes concurrent batches of other sites touch index pages in one order.
+  const rows = [...input].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const inBatch = new Set(rows.map((r) => r.key));
+
+  // The batch's own keys, and the days around them: the day before balances a day, the day after is balanced by it.
+  const wanted = new Map<string, { siteId: string; productId: number; day: number }>();
+  for (const r of rows) {
+    for (const d of [r.day - 1, r.day, r.day + 1]) {
+      const k = r.series + d;
+      if (!wanted.has(k)) wanted.set(k, { siteId: r.siteId, productId: r.productId, day: d });
+    }
+  }
   const stored = new Map<string, StoredReport>();
-  const remember = (list: StoredReport[]) => list.forEach((s) => stored.set(key(s.siteId, s.productId, s.date), s));
+  for (const report of await loadReports(tx, [...wanted.values()])) stored.set(report.series + report.day, report);
 
-  const keysOf = (list: ResolvedRow[]) => list.map((r) => ({ siteId: r.siteId, productId: r.productId, date: r.row.date }));
-  // Neighbouring days outside the batch: the day before balances this one, the day after is balanced by it.
-  const neighbours = rows.flatMap((r) =>
-    [-1, 1]
-      .map((d) => ({ siteId: r.siteId, productId: r.productId, date: shiftDate(r.row.date, d) }))
-      .filter((k) => !byKey.has(key(k.siteId, k.productId, k.date))),
-  );
-  const [current, around] = await Promise.all([loadReports(tx, keysOf(rows), true), loadReports(tx, dedupeKeys(neighbours), false)]);
-  remember(current);
-  remember(around);
-
+  const merged = mergeAll(rows, stored);
   const ids = new Map<ResolvedRow, number>();
-  let pending = rows;
-  for (let attempt = 0; attempt < 2 && pending.length; attempt++) {
-    const merged = mergeAll(pending, stored);
-    const fresh = merged.filter((m) => !m.existing);
-    const corrections = merged.filter((m) => m.existing && !sameMeasures(m.existing, m.values));
-    const unchanged = merged.filter((m) => m.existing && sameMeasures(m.existing, m.values));
-    for (const m of unchanged) ids.set(m.row, m.existing!.id);
-    // Same figures, but a corrected neighbour in this batch may change the flags: no new revision.
-    await updateFlags(
-      tx,
-      unchanged.filter((m) => m.flags.join(",") !== m.existing!.qualityFlags.join(",")).map((m) => ({ id: m.existing!.id, flags: m.flags })),
+  const fresh: Merged[] = [];
+  const corrections: Merged[] = [];
+  const reflagged: { id: number; flags: string[] }[] = [];
+  for (const m of merged) {
+    if (!m.existing) fresh.push(m);
+    else if (!sameMeasures(m.existing, m.values)) corrections.push(m);
+    else {
+      ids.set(m.row, m.existing.id);
+      // Same figures, but a corrected neighbour in this batch may change the flags: no new revision.
+      if (!sameFlags(m.flags, m.existing.qualityFlags)) reflagged.push({ id: m.existing.id, flags: m.flags });
+    }
+  }
+
+  if (fresh.length) {
+    const inserted = await tx.execute<{ id: string; site_id: string; product_id: number; day: number }>(
+      sql`insert into report (site_id, product_id, date, ${measureColumns}, quality_flags, submitted_by)
+          select u.site_id, u.product_id, ${EPOCH} + u.day, ${sql.raw(MEASURES.map((m) => `u.${COLUMN[m]}`).join(", "))}, ${flagsFrom("u.flags")}, ${viewer.userId}::uuid
+          from unnest(${sql.param(fresh.map((m) => m.row.siteId))}::uuid[], ${sql.param(fresh.map((m) => m.row.productId))}::int[],
+                      ${sql.param(fresh.map((m) => m.row.day))}::int[], ${measureParams(fresh.map((m) => m.values))}, ${flagsParam(fresh)}::text[])
+            as u(site_id, product_id, day, ${measureColumns}, flags)
+          -- No ON CONFLICT: these keys were read as absent under the sites' row locks, so no other
+          -- batch can have written them since.
+          returning id::text as id, site_id, product_id, (date - ${EPOCH}) as day`,
+      "objects",
     );
-
-    const raced: ResolvedRow[] = [];
-    if (fresh.length) {
-      const inserted = await tx.execute<{ id: string; site_id: string; product_id: number; date: string }>(
-        sql`insert into report (site_id, product_id, date, ${measureColumns}, quality_flags, submitted_by)
-            select u.site_id, u.product_id, u.date, ${sql.raw(MEASURES.map((m) => `u.${COLUMN[m]}`).join(", "))}, ${flagsFrom("u.flags")}, ${viewer.userId}::uuid
-            from unnest(${sql.param(fresh.map((m) => m.row.siteId))}::uuid[], ${sql.param(fresh.map((m) => m.row.productId))}::int[],
-                        ${sql.param(fresh.map((m) => m.row.row.date))}::date[], ${measureParams(fresh.map((m) => m.values))}, ${flagsParam(fresh)}::text[])
-              as u(site_id, product_id, date, ${measureColumns}, flags)
-            on conflict (site_id, product_id, date) do nothing
-            returning id::text as id, site_id, product_id, date::text as date`,
-        "objects",
-      );
-      const got = new Map(inserted.map((r) => [key(r.site_id, Number(r.product_id), r.date), Number(r.id)]));
-      for (const m of fresh) {
-        const id = got.get(key(m.row.siteId, m.row.productId, m.row.row.date));
-        if (id === undefined) raced.push(m.row);
-        else ids.set(m.row, id);
-      }
-    }
-    if (corrections.length) {
-      const reportIds = sql.param(corrections.map((m) => m.existing!.id));
-      await tx.execute(
-        sql`with superseded as (
-              insert into report_revision (report_id, revision, ${measureColumns}, quality_flags, submitted_at, submitted_by, superseded_by)
-              select id, revision, ${measureColumns}, quality_flags, submitted_at, submitted_by, ${viewer.userId}::uuid
-              from report where id = any(${reportIds}::bigint[])
-            )
-            update report r set ${sql.raw(MEASURES.map((m) => `${COLUMN[m]} = u.${COLUMN[m]}`).join(", "))},
-              quality_flags = ${flagsFrom("u.flags")}, revision = r.revision + 1, submitted_at = now(), submitted_by = ${viewer.userId}::uuid
-            from unnest(${reportIds}::bigint[], ${measureParams(corrections.map((m) => m.values))}, ${flagsParam(corrections)}::text[])
-              as u(id, ${measureColumns}, flags)
-            where r.id = u.id`,
-      );
-      for (const m of corrections) ids.set(m.row, m.existing!.id);
-    }
-    for (const m of merged) {
-      stored.set(key(m.row.siteId, m.row.productId, m.row.row.date), { ...(m.existing ?? { id: ids.get(m.row)! }), ...m.values, siteId: m.row.siteId, productId: m.row.productId, date: m.row.row.date, qualityFlags: m.flags } as StoredReport);
-    }
-    if (raced.length) remember(await loadReports(tx, keysOf(raced), true));
-    pending = raced;
+    const got = new Map(inserted.map((r) => [seriesOf(r.site_id, Number(r.product_id)) + Number(r.day), Number(r.id)]));
+    for (const m of fresh) ids.set(m.row, got.get(m.row.key)!);
   }
-  if (pending.length) {
-    throw new DomainError("CONFLICT", `reports kept changing under a concurrent batch (${pending.length} rows); send the batch again`);
+  if (corrections.length) {
+    const reportIds = sql.param(corrections.map((m) => m.existing!.id));
+    await tx.execute(
+      sql`with superseded as (
+            insert into report_revision (report_id, revision, ${measureColumns}, quality_flags, submitted_at, submitted_by, superseded_by)
+            select id, revision, ${measureColumns}, quality_flags, submitted_at, submitted_by, ${viewer.userId}::uuid
+            from report where id = any(${reportIds}::bigint[])
+          )
+          update report r set ${sql.raw(MEASURES.map((m) => `${COLUMN[m]} = u.${COLUMN[m]}`).join(", "))},
+            quality_flags = ${flagsFrom("u.flags")}, revision = r.revision + 1, submitted_at = now(), submitted_by = ${viewer.userId}::uuid
+          from unnest(${reportIds}::bigint[], ${measureParams(corrections.map((m) => m.values))}, ${flagsParam(corrections)}::text[])
+            as u(id, ${measureColumns}, flags)
+          where r.id = u.id and r.id = any(${reportIds}::bigint[])`,
+    );
+    for (const m of corrections) ids.set(m.row, m.existing!.id);
   }
 
-  await refreshNextDayFlags(tx, around, stored, byKey);
+  // A new or corrected day t changes whether a stored day t+1 outside the batch balances.
+  const current = new Map(merged.map((m) => [m.row.key, m.values]));
+  for (const m of merged) {
+    const nextKey = m.row.series + (m.row.day + 1);
+    const next = stored.get(nextKey);
+    if (!next || inBatch.has(nextKey)) continue;
+    const kept = next.qualityFlags.filter((f) => !OWN_FLAGS.has(f));
+    const flags = [...qualityFlags(next, current.get(m.row.key)!.onHand, next.qualityFlags.includes(QualityFlag.BACKFILL)), ...kept];
+    if (!sameFlags(flags, next.qualityFlags)) reflagged.push({ id: next.id, flags });
+  }
+  await updateFlags(tx, reflagged);
   return input.map((r) => ids.get(r)!);
 }
 
-const compareKeys = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-function dedupeKeys<T extends { siteId: string; productId: number; date: string }>(keys: T[]): T[] {
-  const m = new Map(keys.map((k) => [key(k.siteId, k.productId, k.date), k]));
-  return [...m.values()];
-}
+/** Flags computed here; any other flag (from later checks) is kept as it is. */
+const OWN_FLAGS = new Set<string>(Object.values(QualityFlag));
 
 interface Merged {
   row: ResolvedRow;
@@ -428,42 +439,19 @@ interface Merged {
 function mergeAll(rows: ResolvedRow[], stored: Map<string, StoredReport>): Merged[] {
   // Merge every row first: a batch may carry several consecutive days of the same site.
   const values = new Map<string, Measures>();
-  const merged = rows.map((r) => {
-    const k = key(r.siteId, r.productId, r.row.date);
-    const existing = stored.get(k);
-    const base: Measures = existing ? pickMeasures(existing) : { ...EMPTY };
-    const v = { ...base, ...toBase(r) };
-    values.set(k, v);
-    return { row: r, existing, values: v, flags: [] as string[] };
+  const merged = rows.map((r): Merged => {
+    const existing = stored.get(r.key);
+    const v = {} as Measures;
+    for (const m of MEASURES) v[m] = r.base[m] ?? existing?.[m] ?? null;
+    values.set(r.key, v);
+    return { row: r, existing, values: v, flags: [] };
   });
   for (const m of merged) {
-    const prevKey = key(m.row.siteId, m.row.productId, shiftDate(m.row.row.date, -1));
-    // `stored` also holds the merged values of rows written in an earlier pass of this batch.
+    const prevKey = m.row.series + (m.row.day - 1);
     const previous = values.get(prevKey) ?? stored.get(prevKey);
     m.flags = qualityFlags(m.values, previous?.onHand ?? null, m.row.backfill);
   }
   return merged;
-}
-
-function pickMeasures(s: Measures): Measures {
-  return Object.fromEntries(MEASURES.map((m) => [m, s[m]])) as Measures;
-}
-
-/** A correction of day t changes whether day t+1's stock balance holds; keep its flag true. */
-async function refreshNextDayFlags(tx: Database, around: StoredReport[], stored: Map<string, StoredReport>, byKey: Map<string, ResolvedRow>) {
-  const updates: { id: number; flags: string[] }[] = [];
-  for (const next of around) {
-    const prevKey = key(next.siteId, next.productId, shiftDate(next.date, -1));
-    if (!byKey.has(prevKey)) continue;
-    const previous = stored.get(prevKey)!;
-    const backfill = next.qualityFlags.includes("BACKFILL");
-    const flags = qualityFlags(next, previous.onHand, backfill);
-    // Flags that this module does not compute (later checks) are kept as they are.
-    const kept = next.qualityFlags.filter((f) => !["STOCK_BALANCE_MISMATCH", "PRODUCED_ABOVE_CAPACITY", "BACKFILL"].includes(f));
-    const all = [...flags, ...kept];
-    if (all.join(",") !== next.qualityFlags.join(",")) updates.push({ id: next.id, flags: all });
-  }
-  await updateFlags(tx, updates);
 }
 
 async function updateFlags(tx: Database, updates: { id: number; flags: string[] }[]) {
@@ -471,7 +459,7 @@ async function updateFlags(tx: Database, updates: { id: number; flags: string[] 
   await tx.execute(
     sql`update report r set quality_flags = ${flagsFrom("u.flags")}
         from unnest(${sql.param(updates.map((u) => u.id))}::bigint[], ${flagsParam(updates)}::text[]) as u(id, flags)
-        where r.id = u.id`,
+        where r.id = u.id and r.id = any(${sql.param(updates.map((u) => u.id))}::bigint[])`,
   );
 }
 

@@ -1,4 +1,4 @@
-import { addDays, format, isValid, parseISO } from "date-fns";
+import { format, isValid, parseISO } from "date-fns";
 import { TZDate } from "@date-fns/tz";
 
 /** The figures of a report, in the order the SPEC lists them. */
@@ -123,6 +123,20 @@ export function localToday(now: Date, timeZone: string): string {
   return format(new TZDate(now.getTime(), timeZone), "yyyy-MM-dd");
 }
 
+const DAY_MS = 86_400_000;
+
+/**
+ * Days since 1970-01-01 for a valid YYYY-MM-DD date. Report dates are calendar days without a
+ * time zone, so whole-day integers are exact, and far cheaper than date objects on a hot path.
+ */
+export function dayNumber(date: string): number {
+  return Date.UTC(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10))) / DAY_MS;
+}
+
+export function dateOfDay(day: number): string {
+  return new Date(day * DAY_MS).toISOString().slice(0, 10);
+}
+
 export function shiftDate(date: string, days: number): string {
-  return format(addDays(parseISO(date), days), "yyyy-MM-dd");
+  return dateOfDay(dayNumber(date) + days);
 }
