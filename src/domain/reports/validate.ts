@@ -1,4 +1,4 @@
-import { format, isValid, parseISO } from "date-fns";
+import { format } from "date-fns";
 import { TZDate } from "@date-fns/tz";
 
 /** The figures of a report, in the order the SPEC lists them. */
@@ -47,10 +47,10 @@ export const MAX_QUANTITY = 1e15;
 
 /** Null when `value` is a real calendar date within range, else what is wrong with it. */
 export function dateProblem(value: unknown): string | null {
-  if (typeof value !== "string" || !DATE.test(value) || !isValid(parseISO(value))) {
-    return `must be a calendar date as YYYY-MM-DD, got ${show(value)}`;
-  }
+  if (typeof value !== "string" || !DATE.test(value)) return `must be a calendar date as YYYY-MM-DD, got ${show(value)}`;
+  // The range first: the day arithmetic below is only meant for years 1900 to 2999.
   if (value < EARLIEST_DATE || value > LATEST_DATE) return `must be between ${EARLIEST_DATE} and ${LATEST_DATE}, got ${value}`;
+  if (!isCalendarDate(value)) return `must be a calendar date as YYYY-MM-DD, got ${show(value)}`;
   return null;
 }
 
@@ -124,6 +124,12 @@ export function localToday(now: Date, timeZone: string): string {
 }
 
 const DAY_MS = 86_400_000;
+
+/** True when a YYYY-MM-DD string names a real day (no 2026-02-30): it survives a round trip. */
+function isCalendarDate(date: string): boolean {
+  const day = dayNumber(date);
+  return Number.isInteger(day) && dateOfDay(day) === date;
+}
 
 /**
  * Days since 1970-01-01 for a valid YYYY-MM-DD date. Report dates are calendar days without a
