@@ -21,7 +21,7 @@ const USAGE = `Usage: npm run cli -- <command>
 
 Commands:
   token create --role ${ROLES.join("|")} --name NAME
-               [--email EMAIL] [--organization-id UUID] [--jurisdiction REGIONCODE] [--expires-in-days N]
+               [--email EMAIL] [--organization-id ID] [--jurisdiction REGIONCODE] [--expires-in-days N]
       Creates a user (or reuses the one with that e-mail) and an API token named NAME for it.
       Prints only the token on stdout, e.g. TOKEN=$(npm run -s cli -- token create --role ADMIN --name ops)
       E-mail defaults to NAME as a slug @cli.local. REPORTER and PROCUREMENT need --organization-id,
@@ -41,6 +41,13 @@ the embedded one can only be used while \`npm start\` is stopped.
 `;
 
 class UsageError extends Error {}
+
+/** Accepts an organization's id as the API shows it (a global id) or as the bare UUID. */
+function organizationUuid(value: string | undefined): string | undefined {
+  if (!value || /^[0-9a-f-]{36}$/i.test(value)) return value;
+  const decoded = Buffer.from(value, "base64").toString("utf8");
+  return decoded.startsWith("Organization:") ? decoded.slice("Organization:".length) : value;
+}
 
 type Command =
   | {
@@ -121,7 +128,7 @@ function parseCommand(argv: string[]): Command {
       role: role as Role,
       name,
       email: values.email?.trim().toLowerCase(),
-      organizationId: values["organization-id"]?.trim(),
+      organizationId: organizationUuid(values["organization-id"]?.trim()),
       jurisdiction: values.jurisdiction?.trim(),
       expiresInDays,
     };

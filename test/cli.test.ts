@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { count, eq } from "drizzle-orm";
+import { createOrganization } from "../src/domain/organizations.js";
+import { systemActor } from "../src/domain/viewer.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../src/db/index.js";
 import { apiTokenTable, bomLineTable, packUnitTable, productTable, regionTable, userTable } from "../src/db/schema.js";
@@ -99,6 +101,16 @@ describe("cli against PostgreSQL", () => {
     expect(planner.stderr).not.toMatch(STACK_LINE);
     const after = await db.db.select({ n: count() }).from(apiTokenTable).where(eq(apiTokenTable.userId, users[0]!.id));
     expect(after[0]!.n).toBe(2);
+  });
+
+  it("token create for a reporter takes the organization's id as the API shows it", async () => {
+    const org = await createOrganization(db.db, systemActor("test"), { name: "CLI Co", kind: "HOSPITAL" });
+    const globalId = Buffer.from(`Organization:${org.id}`).toString("base64");
+    const result = await runCli(["token", "create", "--role", "REPORTER", "--name", "ward", "--organization-id", globalId], env);
+    expect(result.stderr).not.toMatch(STACK_LINE);
+    expect(result.code).toBe(0);
+    const [user] = await db.db.select().from(userTable).where(eq(userTable.email, "ward@cli.local"));
+    expect(user).toMatchObject({ role: "REPORTER", organizationId: org.id });
   });
 
   it("catalog seed twice leaves the 16 default products with their pack units and bills of materials", async () => {
