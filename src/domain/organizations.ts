@@ -104,7 +104,3 @@ export async function createSite(db: Database, actor: Actor, input: CreateSiteIn
   });
 }
 
-export function organizationExists(db: Database, id: string) {
-  return db.select({ id: organizationTable.id }).from(organizationTable).where(eq(organizationTable.id, id));
-}
-

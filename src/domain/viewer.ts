@@ -19,14 +19,3 @@ export interface Actor {
 }
 
 export const systemActor = (system: string): Actor => ({ viewer: null, system });
-
-export function isAdmin(viewer: Viewer | null): boolean {
-  return viewer?.role === "ADMIN";
-}
-
-/** Region paths are `/id/id/.../`, so containment is a prefix test. */
-export function regionPathVisible(viewer: Viewer, regionPath: string): boolean {
-  if (viewer.role === "ADMIN") return true;
-  if (viewer.role === "PLANNER") return viewer.jurisdiction !== null && regionPath.startsWith(viewer.jurisdiction.path);
-  return false;
-}

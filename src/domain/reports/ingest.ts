@@ -9,7 +9,6 @@ import { QualityFlag, qualityFlags } from "./quality.js";
 import {
   MAX_QUANTITY,
   MEASURES,
-  QUANTITIES,
   dayNumber,
   localToday,
   parseRow,
@@ -494,4 +493,3 @@ async function updateFlags(tx: Database, updates: { id: number; flags: string[] 
   );
 }
 
-export { QUANTITIES };

@@ -4,8 +4,6 @@ import { TZDate } from "@date-fns/tz";
 /** The figures of a report, in the order the SPEC lists them. */
 export const MEASURES = ["onHand", "produced", "capacityPerDay", "consumed", "received", "shipped", "backlog", "stockoutHours"] as const;
 export type Measure = (typeof MEASURES)[number];
-/** Quantities converted by the unit; `stockoutHours` is a duration and never converted. */
-export const QUANTITIES = MEASURES.filter((m) => m !== "stockoutHours");
 export type Measures = Record<Measure, number | null>;
 
 /**
