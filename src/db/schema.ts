@@ -225,7 +225,9 @@ export const reportTable = pgTable(
     ...measures(),
     revision: integer("revision").notNull().default(1),
     submittedAt: timestamp("submitted_at", { withTimezone: true }).notNull().defaultNow(),
-    submittedBy: uuid("submitted_by").references(() => userTable.id, { onDelete: "set null" }),
+    // Who submitted is history: a plain user id, like the audit log's actor, so it outlives the
+    // user's row, and the bulk write pays no per-row foreign-key check for it.
+    submittedBy: uuid("submitted_by"),
   },
   (t) => [
     uniqueIndex("report_natural_key").on(t.siteId, t.productId, t.date),
@@ -254,9 +256,9 @@ export const reportRevisionTable = pgTable(
     revision: integer("revision").notNull(),
     ...measures(),
     submittedAt: timestamp("submitted_at", { withTimezone: true }).notNull(),
-    submittedBy: uuid("submitted_by").references(() => userTable.id, { onDelete: "set null" }),
+    submittedBy: uuid("submitted_by"),
     supersededAt: timestamp("superseded_at", { withTimezone: true }).notNull().defaultNow(),
-    supersededBy: uuid("superseded_by").references(() => userTable.id, { onDelete: "set null" }),
+    supersededBy: uuid("superseded_by"),
   },
   (t) => [uniqueIndex("report_revision_key").on(t.reportId, t.revision)],
 );
