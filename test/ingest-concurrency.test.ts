@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { submitReports } from "../src/domain/reports/ingest.js";
+import { openDatabase } from "../src/db/index.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, type TestUser } from "./helpers/fixtures.js";
 
@@ -48,6 +49,23 @@ describe("concurrent report batches", () => {
       );
       // 100 + 10 is not 500, whichever batch committed first.
       expect(flags[0]!.quality_flags, `round ${round}`).toEqual(["STOCK_BALANCE_MISMATCH"]);
+    }
+  });
+
+  it("stays correct on a server whose default isolation is REPEATABLE READ", async () => {
+    const name = new URL(t.url!).pathname.slice(1);
+    await t.db.execute(sql.raw(`alter database "${name}" set default_transaction_isolation = 'repeatable read'`));
+    const strict = openDatabase({ url: t.url, dataDir: "", poolSize: 4 });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const date = new Date(Date.UTC(2022, 0, 1 + round)).toISOString().slice(0, 10);
+        const results = await Promise.all(
+          [1, 2, 3].map((n) => submitReports(strict.db, reporter.actor, [{ siteCode: "HZ-MASK-1", productCode: "MASK-N95", date, onHand: n }], opts)),
+        );
+        expect(results.map((r) => r.accepted)).toEqual([1, 1, 1]);
+      }
+    } finally {
+      await strict.close();
     }
   });
 });

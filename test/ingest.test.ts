@@ -161,6 +161,16 @@ describe.each<Backend>(["postgres", "pglite"])("report ingestion on %s", (backen
     expect(await stored("HZ-MASK-1", "FACE-SHIELD", "2026-03-06")).toMatchObject({ quality_flags: ["STOCK_BALANCE_MISMATCH"], revision: 1 });
   });
 
+  it("keeps a report's backfill verdict when the same figures are sent again later", async () => {
+    const row = { siteCode: "HZ-MASK-1", productCode: "COVERALL-MEDICAL", date: "2026-03-05", onHand: 7 };
+    await submitReports(t.db, reporter.actor, [row], { backfillDays: 7, now: new Date("2026-03-06T04:00:00Z") });
+    await submitReports(t.db, reporter.actor, [row], { backfillDays: 7, now: new Date("2026-03-16T04:00:00Z") });
+    expect(await stored("HZ-MASK-1", "COVERALL-MEDICAL", "2026-03-05")).toMatchObject({ quality_flags: [], revision: 1 });
+    // A correction sent that late is late data entry: the new figures are flagged.
+    await submitReports(t.db, reporter.actor, [{ ...row, onHand: 8 }], { backfillDays: 7, now: new Date("2026-03-16T04:00:00Z") });
+    expect(await stored("HZ-MASK-1", "COVERALL-MEDICAL", "2026-03-05")).toMatchObject({ quality_flags: ["BACKFILL"], revision: 2 });
+  });
+
   it("replays the first result for a repeated idempotency key and refuses the key with other data", async () => {
     const rows = [{ siteCode: "HZ-MASK-1", productCode: "GOGGLES", date: "2026-03-09", onHand: 10 }];
     const first = await submitReports(t.db, reporter.actor, rows, { ...opts, idempotencyKey: "batch-1" });

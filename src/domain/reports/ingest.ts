@@ -137,9 +137,12 @@ export async function submitReports(
           );
       }
       return result;
-    });
-  // Two batches touching the same keys can deadlock despite the ordered writes (a correction and
-  // a first submission racing); Postgres aborts one, and running it again is safe.
+      // READ COMMITTED whatever the server's default: each statement must see what batches that
+      // held the same sites' locks before us committed (storeRows relies on it).
+    }, { isolationLevel: "read committed" });
+  // Site locks are taken in id order, so batches should not deadlock; if Postgres still aborts
+  // one (a deadlock, a serialization failure, or a key another writer stored meanwhile), the
+  // whole transaction rolled back and running it again is safe.
   for (let tries = 1; ; tries++) {
     try {
       return await attempt();
@@ -151,7 +154,10 @@ export async function submitReports(
 }
 
 function isRetryable(error: unknown): boolean {
-  for (let e: any = error; e; e = e.cause) if (e.code === "40P01" || e.code === "40001") return true;
+  for (let e: any = error; e; e = e.cause) {
+    if (e.code === "40P01" || e.code === "40001") return true;
+    if (e.code === "23505" && (e.constraint_name ?? e.constraint) === "report_natural_key") return true;
+  }
   return false;
 }
 
@@ -387,7 +393,7 @@ async function storeRows(tx: Database, viewer: Viewer, input: ResolvedRow[]): Pr
   await tx.execute(
     sql`select id from site where id = any(${sql.param([...new Set(input.map((r) => r.siteId))])}::uuid[]) order by id for no key update`,
   );
-  // Writing in key order makes concurrent batches of other sites touch index pages in one order.
+  // Key order keeps each series' days together for the range reads and the merge below.
   const rows = [...input].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const inBatch = new Set(rows.map((r) => r.key));
 
@@ -469,8 +475,8 @@ export async function insertNewReports(tx: Database, submittedBy: string, rows: 
         from unnest(${sql.param(rows.map((r) => r.siteId))}::uuid[], ${sql.param(rows.map((r) => r.productId))}::int[],
                     ${sql.param(rows.map((r) => r.day))}::int[], ${measureParams(rows.map((r) => r.values))}, ${flagsParam(rows)}::text[])
           as u(site_id, product_id, day, ${measureColumns}, flags)
-        -- No ON CONFLICT: storeRows read these keys as absent under the sites' row locks, so no
-        -- other batch can have written them since.
+        -- No ON CONFLICT: storeRows read these keys as absent, at READ COMMITTED, under the
+        -- sites' row locks, so no other batch can have written them since.
         returning id::text as id, site_id, product_id, (date - ${EPOCH}) as day`,
     "objects",
   );
@@ -501,7 +507,13 @@ function mergeAll(rows: ResolvedRow[], stored: Map<string, StoredReport>): Merge
   for (const m of merged) {
     const prevKey = m.row.series + (m.row.day - 1);
     const previous = values.get(prevKey) ?? stored.get(prevKey);
-    m.flags = qualityFlags(m.values, previous?.onHand ?? null, m.row.backfill);
+    const existing = m.existing;
+    // BACKFILL says the figures arrived late. Re-sending them unchanged later changes nothing
+    // about when they arrived, so an unchanged report keeps its own verdict.
+    const backfill = existing && sameMeasures(existing, m.values) ? existing.qualityFlags.includes(QualityFlag.BACKFILL) : m.row.backfill;
+    // Flags from other checks (computed elsewhere, later) are kept as they are.
+    const others = existing ? existing.qualityFlags.filter((f) => !OWN_FLAGS.has(f)) : [];
+    m.flags = [...qualityFlags(m.values, previous?.onHand ?? null, backfill), ...others];
   }
   return merged;
 }
