@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { schema } from "../src/graphql/schema.js";
+import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
+import { makeUser, seedWorld, type World } from "./helpers/fixtures.js";
+import { graphqlClient } from "./helpers/graphql.js";
+
+/**
+ * Every root query and mutation, called by every kind of caller: allowed or refused, as the
+ * SPEC's role table says. What each allowed caller sees is checked in access.test.ts.
+ */
+type Caller = "anonymous" | "ADMIN" | "PLANNER" | "REPORTER" | "PROCUREMENT";
+const CALLERS: Caller[] = ["anonymous", "ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"];
+
+let t: TestDatabase;
+let world: World;
+let gql: ReturnType<typeof graphqlClient>;
+const tokens = {} as Record<Caller, string | null>;
+let orgId: string;
+let reportId: string;
+let own = 0;
+let adminTokenId: string;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  world = await seedWorld(t.db);
+  tokens.anonymous = null;
+  tokens.ADMIN = (await makeUser(t.db, "ADMIN")).token;
+  tokens.PLANNER = (await makeUser(t.db, "PLANNER", { jurisdictionRegionCode: "330000" })).token;
+  tokens.REPORTER = (await makeUser(t.db, "REPORTER", { organizationId: world.maker.id })).token;
+  tokens.PROCUREMENT = (await makeUser(t.db, "PROCUREMENT", { organizationId: world.hospital.id })).token;
+  gql = graphqlClient(t.db);
+  adminTokenId = (await gql(tokens.ADMIN, "{ me { user { apiTokens { id } } } }")).data.me.user.apiTokens[0].id;
+  const r = await gql(tokens.REPORTER, `mutation { submitReports(reports: [{ siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: "2026-01-05", onHand: 1 }]) { reports { id site { organization { id } } } } }`);
+  reportId = r.data.submitReports.reports[0].id;
+  orgId = r.data.submitReports.reports[0].site.organization.id;
+});
+afterAll(async () => t?.drop());
+
+/** A fresh, valid call of each root field; `ok` lists the callers that may make it. */
+const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, unknown>?] }> = {
+  me: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ me { role } }"] },
+  regions: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ regions { code } }"] },
+  region: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ['{ region(code: "330102") { code } }'] },
+  products: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ products { code } }"] },
+  organizations: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ organizations { edges { node { name } } } }"] },
+  reports: { ok: ["ADMIN", "PLANNER", "REPORTER"], call: () => ["{ reports { edges { node { onHand } } } }"] },
+  node: { ok: ["ADMIN", "PLANNER", "REPORTER"], call: () => ["query($id: ID!) { node(id: $id) { id } }", { id: reportId }] },
+  nodes: { ok: ["ADMIN", "PLANNER", "REPORTER"], call: () => ["query($id: ID!) { nodes(ids: [$id]) { id } }", { id: reportId }] },
+  submitReports: {
+    ok: ["ADMIN", "REPORTER"],
+    call: () => [`mutation { submitReports(reports: [{ siteCode: "HZ-MASK-1", productCode: "GOGGLES", date: "2026-01-0${1 + (own++ % 9)}", onHand: 1 }]) { accepted } }`],
+  },
+  createRegions: { ok: ["ADMIN"], call: () => [`mutation { createRegions(input: [{ code: "X${own++}", name: "x", level: COUNTRY }]) { created } }`] },
+  createOrganization: { ok: ["ADMIN"], call: () => ['mutation { createOrganization(input: { name: "x", kind: AGENCY }) { id } }'] },
+  createSite: {
+    ok: ["ADMIN"],
+    call: () => ["mutation($o: ID!, $c: String!) { createSite(input: { organizationId: $o, code: $c, name: \"x\", regionCode: \"330102\" }) { code } }", { o: orgId, c: `M-${own++}` }],
+  },
+  createUser: { ok: ["ADMIN"], call: () => [`mutation { createUser(input: { name: "x", email: "m${own++}@example.com", role: ADMIN }) { id } }`] },
+  createApiToken: { ok: ["ADMIN"], call: () => ["query { me { user { id } } }"] },
+  revokeApiToken: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["query { me { user { id } } }"] },
+  upsertProduct: { ok: ["ADMIN"], call: () => ['mutation { upsertProduct(input: { code: "MATRIX-1", name: "x", category: PPE, baseUnit: "piece" }) { code } }'] },
+};
+
+describe("root field x caller matrix", () => {
+  it("lists every root query and mutation of the schema", () => {
+    const roots = [...Object.keys(schema.getQueryType()!.getFields()), ...Object.keys(schema.getMutationType()!.getFields())];
+    expect(Object.keys(CALLS).sort()).toEqual(roots.sort());
+  });
+
+  for (const [field, spec] of Object.entries(CALLS)) {
+    if (field === "createApiToken" || field === "revokeApiToken") continue;
+    it.each(CALLERS)(`${field} as %s`, async (caller) => {
+      const [query, variables] = spec.call();
+      const r = await gql(tokens[caller], query, variables);
+      if (spec.ok.includes(caller)) {
+        // Allowed: an answer without errors (a nullable field may still be null when the object
+        // is outside what this caller sees; access.test.ts checks what each one sees).
+        expect(r.errors, `${field} as ${caller}`).toBeUndefined();
+        expect(r.data, `${field} as ${caller}`).toHaveProperty(field);
+      } else {
+        expect(r.errors?.[0]?.message, `${field} as ${caller}`).toMatch(/not allowed|not signed in|not found, or not visible/);
+        expect(JSON.stringify(r.data?.[field] ?? null), `${field} as ${caller}`).not.toMatch(/"(id|code|name|onHand|accepted|created|role)"/);
+      }
+    });
+  }
+
+  // Token mutations need the caller's own ids, so they are spelled out here.
+  it.each(CALLERS)("createApiToken and revokeApiToken as %s", async (caller) => {
+    const self = caller === "anonymous" ? null : (await gql(tokens[caller], "{ me { user { id apiTokens { id } } } }")).data.me.user;
+    const create = await gql(tokens[caller], "mutation($u: ID!) { createApiToken(input: { userId: $u, name: \"m\" }) { token apiToken { id } } }", {
+      u: self?.id ?? Buffer.from("User:00000000-0000-0000-0000-000000000000").toString("base64"),
+    });
+    if (caller === "ADMIN") expect(create.errors).toBeUndefined();
+    else expect(create.errors?.[0]?.message).toMatch(/not allowed|not signed in/);
+    // Everyone signed in may revoke a token of their own: an extra one, so the caller keeps working.
+    const spare = caller === "ADMIN" ? create.data.createApiToken.apiToken.id : null;
+    const target = spare ?? self?.apiTokens[0]?.id ?? Buffer.from("ApiToken:00000000-0000-0000-0000-000000000000").toString("base64");
+    if (caller === "anonymous") {
+      const r = await gql(null, "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }", { id: target });
+      expect(r.errors?.[0]?.message).toContain("not signed in");
+    } else if (caller === "ADMIN") {
+      const r = await gql(tokens[caller], "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }", { id: target });
+      expect(r.data.revokeApiToken.revokedAt).toBeTruthy();
+    } else {
+      // Another user's token (the admin's own, still in use) is refused to everyone but admins.
+      const r = await gql(tokens[caller], "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }", { id: adminTokenId });
+      expect(r.errors?.[0]?.message).toMatch(/may revoke only your own tokens/);
+      expect((await gql(tokens.ADMIN, "{ me { role } }")).data.me.role).toBe("ADMIN");
+    }
+  });
+});
