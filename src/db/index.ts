@@ -3,7 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
 import { sql } from "drizzle-orm";
-import type { PgAsyncDatabase, PgAsyncTransaction } from "drizzle-orm/pg-core/async";
+import type { PgAsyncDatabase } from "drizzle-orm/pg-core/async";
 import type { PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -16,7 +16,6 @@ import { relations } from "./relations.js";
 export type Relations = typeof relations;
 /** A database or a transaction: services take either as their first argument. */
 export type Database = PgAsyncDatabase<PgQueryResultHKT, Relations>;
-export type Transaction = PgAsyncTransaction<PgQueryResultHKT, Relations>;
 
 export const migrationsFolder = fileURLToPath(new URL("../../drizzle", import.meta.url));
 

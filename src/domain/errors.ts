@@ -22,6 +22,15 @@ export type DomainErrorCode =
   | "BATCH_TOO_LARGE"
   | "IDEMPOTENCY_KEY_REUSED";
 
+/**
+ * The first error in a chain of wrappers (GraphQL's originalError, drizzle's cause) that passes
+ * `test`: errors reach the edges of the service wrapped once or twice.
+ */
+export function findCause<T = any>(error: unknown, test: (e: any) => boolean): T | undefined {
+  for (let e: any = error; e; e = e.originalError ?? e.cause) if (test(e)) return e as T;
+  return undefined;
+}
+
 export const badInput = (message: string, details?: Record<string, unknown>) =>
   new DomainError("BAD_INPUT", message, details);
 export const notFound = (message: string) => new DomainError("NOT_FOUND", message);

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { badInput } from "./errors.js";
+import { badInput, findCause } from "./errors.js";
 
 /** Parses with zod and turns every issue into one readable sentence: `field: problem`. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
@@ -11,8 +11,5 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
 
 /** Postgres unique violations arrive wrapped by drizzle; look through the cause chain. */
 export function isUniqueViolation(error: unknown, constraint?: string): boolean {
-  for (let e: any = error; e; e = e.cause) {
-    if (e.code === "23505" && (!constraint || e.constraint_name === constraint || e.constraint === constraint)) return true;
-  }
-  return false;
+  return !!findCause(error, (e) => e.code === "23505" && (!constraint || e.constraint_name === constraint || e.constraint === constraint));
 }

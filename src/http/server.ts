@@ -4,7 +4,7 @@ import { createYoga, type Plugin } from "graphql-yoga";
 import { GraphQLError } from "graphql";
 import type { Config } from "../config.js";
 import type { Database } from "../db/index.js";
-import { DomainError } from "../domain/errors.js";
+import { DomainError, findCause } from "../domain/errors.js";
 import { authenticate } from "../domain/tokens.js";
 import { createContext, type Context } from "../graphql/context.js";
 import { toGraphQLError } from "../graphql/errors.js";
@@ -22,20 +22,6 @@ export interface HttpDeps {
 const unauthenticated = (message: string) =>
   new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
 
-function findDomainError(error: unknown): DomainError | undefined {
-  for (let e: any = error; e; e = e.originalError ?? e.cause) {
-    if (e instanceof DomainError) return e;
-  }
-  return undefined;
-}
-
-/** Postgres rejects an id or value of the wrong form with 22P02: the client's mistake, not ours. */
-function findPostgresError(error: unknown, codes: string[]): { message: string } | undefined {
-  for (let e: any = error; e; e = e.originalError ?? e.cause) {
-    if (codes.includes(e.code) && typeof e.message === "string") return e;
-  }
-  return undefined;
-}
 
 export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "ready">) {
   const requestIds: Plugin = {
@@ -68,10 +54,14 @@ export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "rea
     },
     maskedErrors: {
       maskError(error, message) {
-        const domain = findDomainError(error);
+        const domain = findCause<DomainError>(error, (e) => e instanceof DomainError);
         if (domain) return toGraphQLError(domain);
         // 22P02 malformed value, 22003 number out of range, 22008 date out of range, 22021 NUL byte.
-        const malformed = findPostgresError(error, ["22P02", "22003", "22008", "22021"]);
+        // These are the client's mistakes, not ours.
+        const malformed = findCause<{ message: string }>(
+          error,
+          (e) => ["22P02", "22003", "22008", "22021"].includes(e.code) && typeof e.message === "string",
+        );
         if (malformed) {
           return new GraphQLError(`a value has the wrong format (${malformed.message}); use ids exactly as this API returned them`, {
             extensions: { code: "BAD_INPUT" },

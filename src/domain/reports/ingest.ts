@@ -3,7 +3,8 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
 import { idempotencyKeyTable, outboxTable, siteTable } from "../../db/schema.js";
 import { writeAudit } from "../audit.js";
-import { DomainError, forbidden } from "../errors.js";
+import { DomainError, findCause, forbidden } from "../errors.js";
+import { isUniqueViolation } from "../validation.js";
 import type { Actor, Viewer } from "../viewer.js";
 import { QualityFlag, qualityFlags } from "./quality.js";
 import {
@@ -128,13 +129,7 @@ export async function submitReports(
         await tx
           .update(idempotencyKeyTable)
           .set({ response: result })
-          .where(
-            and(
-              eq(idempotencyKeyTable.userId, viewer.userId),
-              eq(idempotencyKeyTable.operation, "submitReports"),
-              eq(idempotencyKeyTable.key, idempotencyKey),
-            ),
-          );
+          .where(idempotencyRow(viewer, idempotencyKey));
       }
       return result;
       // READ COMMITTED whatever the server's default: each statement must see what batches that
@@ -153,13 +148,16 @@ export async function submitReports(
   }
 }
 
-function isRetryable(error: unknown): boolean {
-  for (let e: any = error; e; e = e.cause) {
-    if (e.code === "40P01" || e.code === "40001") return true;
-    if (e.code === "23505" && (e.constraint_name ?? e.constraint) === "report_natural_key") return true;
-  }
-  return false;
-}
+const isRetryable = (error: unknown) =>
+  !!findCause(error, (e) => e.code === "40P01" || e.code === "40001") || isUniqueViolation(error, "report_natural_key");
+
+/** The idempotency record of one user's key for submitReports. */
+const idempotencyRow = (viewer: Viewer, key: string) =>
+  and(
+    eq(idempotencyKeyTable.userId, viewer.userId),
+    eq(idempotencyKeyTable.operation, "submitReports"),
+    eq(idempotencyKeyTable.key, key),
+  );
 
 /**
  * Records the key before doing the work. A concurrent request with the same key blocks on the
@@ -180,13 +178,7 @@ async function claimIdempotencyKey(tx: Database, viewer: Viewer, idempotencyKey:
   const [stored] = await tx
     .select()
     .from(idempotencyKeyTable)
-    .where(
-      and(
-        eq(idempotencyKeyTable.userId, viewer.userId),
-        eq(idempotencyKeyTable.operation, "submitReports"),
-        eq(idempotencyKeyTable.key, idempotencyKey),
-      ),
-    );
+    .where(idempotencyRow(viewer, idempotencyKey));
   if (!stored || stored.requestHash !== requestHash) {
     throw new DomainError(
       "IDEMPOTENCY_KEY_REUSED",

@@ -141,6 +141,3 @@ export function dateOfDay(day: number): string {
   return new Date(day * DAY_MS).toISOString().slice(0, 10);
 }
 
-export function shiftDate(date: string, days: number): string {
-  return dateOfDay(dayNumber(date) + days);
-}
