@@ -57,4 +57,23 @@ export const relations = defineRelations(schema, (r) => ({
   reportRevisionTable: {
     report: r.one.reportTable({ from: r.reportRevisionTable.reportId, to: r.reportTable.id, optional: false }),
   },
+  demandScenarioTable: {
+    region: r.one.regionTable({ from: r.demandScenarioTable.regionId, to: r.regionTable.id, optional: false }),
+    product: r.one.productTable({ from: r.demandScenarioTable.productId, to: r.productTable.id, optional: false }),
+  },
+  procurementRequestTable: {
+    organization: r.one.organizationTable({ from: r.procurementRequestTable.organizationId, to: r.organizationTable.id, optional: false }),
+    site: r.one.siteTable({ from: r.procurementRequestTable.siteId, to: r.siteTable.id, optional: false }),
+    product: r.one.productTable({ from: r.procurementRequestTable.productId, to: r.productTable.id, optional: false }),
+  },
+  forecastTable: {
+    region: r.one.regionTable({ from: r.forecastTable.regionId, to: r.regionTable.id, optional: false }),
+    product: r.one.productTable({ from: r.forecastTable.productId, to: r.productTable.id, optional: false }),
+    run: r.one.forecastRunTable({ from: r.forecastTable.runId, to: r.forecastRunTable.id, optional: false }),
+  },
+  forecastLatestTable: {
+    forecast: r.one.forecastTable({ from: r.forecastLatestTable.forecastId, to: r.forecastTable.id, optional: false }),
+    region: r.one.regionTable({ from: r.forecastLatestTable.regionId, to: r.regionTable.id, optional: false }),
+    product: r.one.productTable({ from: r.forecastLatestTable.productId, to: r.productTable.id, optional: false }),
+  },
 }));

@@ -27,6 +27,10 @@ export const organizationKindEnum = pgEnum("organization_kind", [
 ]);
 export const productCategoryEnum = pgEnum("product_category", ["MASK", "PPE", "TEST_KIT", "RAW_MATERIAL"]);
 export const roleEnum = pgEnum("role", ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"]);
+// Declared from least to most urgent, so `order by risk_level desc` puts RED first.
+export const riskLevelEnum = pgEnum("risk_level", ["GREEN", "BLUE", "YELLOW", "ORANGE", "RED"]);
+export const scenarioModeEnum = pgEnum("scenario_mode", ["ADD", "OVERRIDE"]);
+export const requestStatusEnum = pgEnum("request_status", ["OPEN", "FULFILLED", "CANCELLED"]);
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
@@ -108,10 +112,21 @@ export const productTable = pgTable(
     name: text("name").notNull(),
     category: productCategoryEnum("category").notNull(),
     baseUnit: text("base_unit").notNull(),
+    // Days until stock-out below which a region turns RED, ORANGE, YELLOW or BLUE for this product.
+    riskRedDays: doublePrecision("risk_red_days").notNull().default(3),
+    riskOrangeDays: doublePrecision("risk_orange_days").notNull().default(7),
+    riskYellowDays: doublePrecision("risk_yellow_days").notNull().default(14),
+    riskBlueDays: doublePrecision("risk_blue_days").notNull().default(30),
     createdAt: createdAt(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex("product_code_key").on(t.code)],
+  (t) => [
+    uniqueIndex("product_code_key").on(t.code),
+    check(
+      "product_risk_thresholds_ordered",
+      sql`0 < ${t.riskRedDays} and ${t.riskRedDays} < ${t.riskOrangeDays} and ${t.riskOrangeDays} < ${t.riskYellowDays} and ${t.riskYellowDays} < ${t.riskBlueDays}`,
+    ),
+  ],
 );
 
 /** Named pack units; `factor` base units make one pack (a box of 50 has factor 50). */
@@ -314,4 +329,181 @@ export const outboxTable = pgTable(
     processedAt: timestamp("processed_at", { withTimezone: true }),
   },
   (t) => [index("outbox_pending_idx").on(t.id).where(sql`${t.processedAt} is null`)],
+);
+
+/**
+ * A planner's demand scenario for a region and product (WHO ESFT style): expected cases per day
+ * times usage per case per day. OVERRIDE replaces the demand forecast from history, ADD comes on
+ * top of it. Setting a new one supersedes the active one; the old one stays as history.
+ */
+export const demandScenarioTable = pgTable(
+  "demand_scenario",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "restrict" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "restrict" }),
+    casesPerDay: doublePrecision("cases_per_day").notNull(),
+    usagePerCasePerDay: doublePrecision("usage_per_case_per_day").notNull(),
+    mode: scenarioModeEnum("mode").notNull(),
+    startsOn: date("starts_on", { mode: "string" }),
+    endsOn: date("ends_on", { mode: "string" }),
+    note: text("note"),
+    createdBy: uuid("created_by"),
+    createdAt: createdAt(),
+    supersededAt: timestamp("superseded_at", { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex("demand_scenario_active_key").on(t.regionId, t.productId).where(sql`${t.supersededAt} is null`),
+    check("demand_scenario_figures_valid", sql`${t.casesPerDay} >= 0 and ${t.casesPerDay} < 'Infinity' and ${t.usagePerCasePerDay} >= 0 and ${t.usagePerCasePerDay} < 'Infinity'`),
+    check("demand_scenario_period", sql`${t.endsOn} is null or ${t.startsOn} is null or ${t.startsOn} <= ${t.endsOn}`),
+  ],
+);
+
+/** A procurement need: a quantity (base units) of a product wanted at a site by a date. */
+export const procurementRequestTable = pgTable(
+  "procurement_request",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    organizationId: uuid("organization_id")
+      .notNull()
+      .references(() => organizationTable.id, { onDelete: "restrict" }),
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => siteTable.id, { onDelete: "restrict" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "restrict" }),
+    quantity: doublePrecision("quantity").notNull(),
+    neededBy: date("needed_by", { mode: "string" }).notNull(),
+    status: requestStatusEnum("status").notNull().default("OPEN"),
+    note: text("note"),
+    createdBy: uuid("created_by"),
+    createdAt: createdAt(),
+    closedAt: timestamp("closed_at", { withTimezone: true }),
+  },
+  (t) => [
+    index("procurement_request_organization_idx").on(t.organizationId),
+    index("procurement_request_open_idx").on(t.productId, t.neededBy).where(sql`${t.status} = 'OPEN'`),
+    check("procurement_request_quantity_valid", sql`${t.quantity} > 0 and ${t.quantity} < 'Infinity'`),
+  ],
+);
+
+/** One execution of the forecast job: what triggered it and how many series it wrote. */
+export const forecastRunTable = pgTable("forecast_run", {
+  id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+  trigger: text("trigger").notNull(),
+  productId: integer("product_id").references(() => productTable.id, { onDelete: "cascade" }),
+  /** The last day of data the run saw (the forecast origin); day 1 of the forecasts is the next day. */
+  originDate: date("origin_date", { mode: "string" }).notNull(),
+  /** Reports submitted after this moment were not seen by the run. */
+  inputCutoff: timestamp("input_cutoff", { withTimezone: true }).notNull(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  finishedAt: timestamp("finished_at", { withTimezone: true }),
+  series: integer("series").notNull().default(0),
+});
+
+/**
+ * A (region, product) forecast of one run: the demand forecast with its intervals, the supply
+ * forecast, the projected stock path and what follows from them. Day i of each array is
+ * origin_date + i + 1. A parent region's demand, supply and inflow are the sums of its own sites'
+ * and its children's, so they add up down the tree.
+ */
+export const forecastTable = pgTable(
+  "forecast",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    runId: bigint("run_id", { mode: "number" })
+      .notNull()
+      .references(() => forecastRunTable.id, { onDelete: "cascade" }),
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    originDate: date("origin_date", { mode: "string" }).notNull(),
+    inputCutoff: timestamp("input_cutoff", { withTimezone: true }).notNull(),
+    computedAt: timestamp("computed_at", { withTimezone: true }).notNull().defaultNow(),
+    method: text("method").notNull(),
+    params: jsonb("params").notNull(),
+    demandSource: text("demand_source").notNull(),
+    /** Sites whose reports went into it (own and below). */
+    sites: integer("sites").notNull(),
+    onHand: doublePrecision("on_hand").notNull(),
+    dailyDemand: doublePrecision("daily_demand").notNull(),
+    daysOfSupply: doublePrecision("days_of_supply"),
+    daysToStockout: doublePrecision("days_to_stockout"),
+    stockoutDate: date("stockout_date", { mode: "string" }),
+    stockoutProbability7d: doublePrecision("stockout_probability_7d").notNull(),
+    stockoutProbability14d: doublePrecision("stockout_probability_14d").notNull(),
+    shortageQuantity: doublePrecision("shortage_quantity").notNull(),
+    riskLevel: riskLevelEnum("risk_level").notNull(),
+    demand: doublePrecision("demand").array().notNull(),
+    demandSd: doublePrecision("demand_sd").array().notNull(),
+    demandLow80: doublePrecision("demand_low80").array().notNull(),
+    demandHigh80: doublePrecision("demand_high80").array().notNull(),
+    demandLow95: doublePrecision("demand_low95").array().notNull(),
+    demandHigh95: doublePrecision("demand_high95").array().notNull(),
+    supply: doublePrecision("supply").array().notNull(),
+    netInflow: doublePrecision("net_inflow").array().notNull(),
+    stock: doublePrecision("stock").array().notNull(),
+    /** In-sample one-step naive MAE of the on-hand history: the MASE scale of this forecast's error. */
+    errorScale: doublePrecision("error_scale"),
+    /** Once the future is known: MAE of the stock path against the on-hand that followed, and naive's. */
+    evaluatedAt: timestamp("evaluated_at", { withTimezone: true }),
+    errorDays: integer("error_days"),
+    errorMae: doublePrecision("error_mae"),
+    naiveMae: doublePrecision("naive_mae"),
+  },
+  (t) => [
+    index("forecast_pair_idx").on(t.regionId, t.productId, t.originDate),
+    index("forecast_run_idx").on(t.runId),
+  ],
+);
+
+/** The newest forecast of each (region, product): what `shortages` and `forecast` read. */
+export const forecastLatestTable = pgTable(
+  "forecast_latest",
+  {
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    forecastId: bigint("forecast_id", { mode: "number" })
+      .notNull()
+      .references(() => forecastTable.id, { onDelete: "cascade" }),
+    riskLevel: riskLevelEnum("risk_level").notNull(),
+    daysToStockout: doublePrecision("days_to_stockout"),
+    computedAt: timestamp("computed_at", { withTimezone: true }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.regionId, t.productId] }),
+    index("forecast_latest_risk_idx").on(t.productId, t.riskLevel),
+  ],
+);
+
+/**
+ * (region, product) pairs whose forecast is out of date, written by the outbox relay in the same
+ * transaction that marks the event processed; the forecast job deletes a row once it has
+ * recomputed the pair from data at least as new as `last_dirty_at`.
+ */
+export const forecastDirtyTable = pgTable(
+  "forecast_dirty",
+  {
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    firstDirtyAt: timestamp("first_dirty_at", { withTimezone: true }).notNull().defaultNow(),
+    lastDirtyAt: timestamp("last_dirty_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.productId, t.regionId] })],
 );
