@@ -451,9 +451,11 @@ export const forecastTable = pgTable(
     supply: doublePrecision("supply").array().notNull(),
     netInflow: doublePrecision("net_inflow").array().notNull(),
     stock: doublePrecision("stock").array().notNull(),
-    /** In-sample one-step naive MAE of the on-hand history: the MASE scale of this forecast's error. */
-    errorScale: doublePrecision("error_scale"),
-    /** Once the future is known: MAE of the stock path against the on-hand that followed, and naive's. */
+    /**
+     * Once the future is known: mean absolute error of the stock path against the on-hand stock
+     * that later runs found, over `error_days` days, and the same for the naive forecast (the
+     * origin's stock held flat); their ratio is the relative error planners see.
+     */
     evaluatedAt: timestamp("evaluated_at", { withTimezone: true }),
     errorDays: integer("error_days"),
     errorMae: doublePrecision("error_mae"),

@@ -8,6 +8,9 @@ import "./catalog.js";
 import "./organizations.js";
 import "./users.js";
 import "./reports.js";
+import "./demand.js";
+import "./completeness.js";
+import "./forecasts.js";
 
 builder.queryType({ description: "Read access; every field is limited to what the viewer may see." });
 builder.mutationType({ description: "Writes; each one is audited in the same transaction." });

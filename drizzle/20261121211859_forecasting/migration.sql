@@ -77,7 +77,6 @@ CREATE TABLE "forecast" (
 	"supply" double precision[] NOT NULL,
 	"net_inflow" double precision[] NOT NULL,
 	"stock" double precision[] NOT NULL,
-	"error_scale" double precision,
 	"evaluated_at" timestamp with time zone,
 	"error_days" integer,
 	"error_mae" double precision,

@@ -1,0 +1,2 @@
+// Registered on the builder by the module that fills this file.
+export {};
