@@ -2,17 +2,15 @@
 // Michigan's hospital PPE stock per region (daily period), rolling-origin backtest of
 // forecastDemand against the naive forecast. The test asserts the same comparison; this prints
 // the per-series table the test keeps quiet about.
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { parse } from "csv-parse/sync";
 import { forecastDemand, rollingOriginBacktest, type ForecastMethod } from "../src/domain/forecast/methods.js";
+import { MICHIGAN_DAILY, MICHIGAN_FIXTURE_CSV, MICHIGAN_REGIONS, parseCount, readMichiganRows } from "./lib/michigan.js";
 
+// Reading and parsing live in bench/lib/michigan.ts (shared with `npm run backtest -- michigan`).
+export { MICHIGAN_DAILY, MICHIGAN_REGIONS, parseCount };
 /** The daily-period slice of the source file, kept with the tests (see test/fixtures/README.md). */
-export const MICHIGAN_CSV = fileURLToPath(new URL("../test/fixtures/michigan-ppe-daily.csv", import.meta.url));
-export const MICHIGAN_REGIONS = ["1", "2N", "2S", "3", "5", "6", "7", "8"] as const;
+export const MICHIGAN_CSV = MICHIGAN_FIXTURE_CSV;
 export const MICHIGAN_PRODUCTS = ["N95_Masks", "Surgical_Masks", "Gloves", "Isolation_Gowns"] as const;
-/** Reported daily until this date, then weekly: only the daily part is a daily series. */
-export const MICHIGAN_DAILY = { from: "2020-04-02", to: "2021-02-03" } as const;
 
 export interface MichiganSeries {
   region: string;
@@ -25,17 +23,6 @@ export interface MichiganSeries {
 }
 
 /**
- * A cell is a count when it is plain digits or digits grouped by thousands ("1,234,567"). Cells
- * such as `3,621,35` or `64,767,68` have commas in the wrong places: a digit was lost or added, and
- * the neighbouring days cannot tell which, so they are not guessed at but dropped like empty cells.
- */
-export function parseCount(cell: string | undefined): number | null {
-  const s = (cell ?? "").trim();
-  if (/^\d+$/.test(s) || /^\d{1,3}(,\d{3})+$/.test(s)) return Number(s.replaceAll(",", ""));
-  return null;
-}
-
-/**
  * One series per region and product over the daily period. The series steps from one reporting
  * day to the next: the file has no rows on most weekends and holidays after May 2020, and
  * interpolating two days in seven would score forecasts against values we made up. For the same
@@ -43,12 +30,7 @@ export function parseCount(cell: string | undefined): number | null {
  * `minPoints` values (a product not reported in the period) are left out.
  */
 export function loadMichiganSeries(path = MICHIGAN_CSV, minPoints = 60): MichiganSeries[] {
-  const rows = parse(readFileSync(path), {
-    columns: true,
-    bom: true,
-    skip_empty_lines: true,
-    relax_column_count: true,
-  }) as Record<string, string>[];
+  const rows = readMichiganRows(path);
   const daily = rows
     .filter((r) => (r.Date ?? "") >= MICHIGAN_DAILY.from && (r.Date ?? "") <= MICHIGAN_DAILY.to)
     .sort((a, b) => (a.Date ?? "").localeCompare(b.Date ?? ""));

@@ -1,5 +1,6 @@
 // Benchmark entry: `npm run bench -- <name> [options]`. Each benchmark prints a baseline and our
 // path measured in the same run; the recorded figures live in BENCHMARKS.md.
+import { FORECAST_USAGE, runForecastBench } from "./forecast.js";
 import { INGEST_USAGE, runIngestBench } from "./ingest.js";
 
 interface Bench {
@@ -9,6 +10,7 @@ interface Bench {
 
 const BENCHES: Record<string, Bench> = {
   ingest: { usage: INGEST_USAGE, run: runIngestBench },
+  forecast: { usage: FORECAST_USAGE, run: runForecastBench },
 };
 
 const USAGE = `Usage: npm run bench -- <name> [options]

@@ -2,7 +2,8 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } f
 import type { Config } from "../src/config.js";
 import type { Database } from "../src/db/index.js";
 import type { Logger } from "../src/logger.js";
-import { JOBS, QUEUES, SCHEDULES, type JobName, type QueueName } from "./definitions.js";
+import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain/outbox.js";
+import { JOBS, QUEUES, SCHEDULES, forecastJobFor, type JobName, type QueueName } from "./definitions.js";
 import { processors as defaultProcessors, type ProcessorMap } from "./processors/index.js";
 
 export interface WorkerDeps {
@@ -12,7 +13,13 @@ export interface WorkerDeps {
   connection: ConnectionOptions;
   processors?: Partial<Record<string, unknown>>;
   jobs?: Record<string, { queue: string }>;
+  /** How often the outbox relay looks for new events (ms); 0 turns it off. Default 250. */
+  relayIntervalMs?: number;
 }
+
+/** While forecast work waits (say after Redis was away), the forecast job is asked for this often. */
+const SWEEP_INTERVAL_MS = 5_000;
+const JOB_DEFAULTS = { attempts: 5, backoff: { type: "exponential", delay: 2_000 }, removeOnComplete: 1000, removeOnFail: 5000 } as const;
 
 /** Refuses a registry where a job has no processor, or a processor has no job. */
 export function checkRegistry(jobs: Record<string, { queue: string }>, processors: Partial<Record<string, unknown>>) {
@@ -42,7 +49,9 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const workers: Worker[] = [];
 
   for (const [queueName, queueConfig] of Object.entries(QUEUES) as [QueueName, { concurrency: number }][]) {
-    queues.set(queueName, new Queue(queueName, { connection: deps.connection, prefix }));
+    // Producers fail fast while Redis is away instead of queueing commands in memory: the relay
+    // then leaves its events in the outbox (and its transaction short) and tries again later.
+    queues.set(queueName, new Queue(queueName, { connection: { ...(deps.connection as object), enableOfflineQueue: false } as ConnectionOptions, prefix }));
     const worker = new Worker(
       queueName,
       async (job: Job) => {
@@ -73,13 +82,85 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       },
     );
   }
+  const relay = startRelay(deps, queues);
   deps.logger.info({ queues: [...queues.keys()], schedules: SCHEDULES.map((s) => s.id) }, "worker started");
 
   return {
     queues,
     async close() {
+      await relay.stop();
       await Promise.all(workers.map((w) => w.close()));
       await Promise.all([...queues.values()].map((q) => q.close()));
+    },
+  };
+}
+
+/**
+ * The outbox relay loop: turns committed events into forecast work and jobs, and asks for the
+ * (debounced) forecast job while work waits. Every worker runs one; they share the events
+ * through row locks. Failures (Postgres or Redis away) are logged once per outage and retried
+ * on the next tick: the events stay in the outbox until relayed.
+ */
+function startRelay(deps: WorkerDeps, queues: Map<QueueName, Queue>) {
+  const interval = deps.relayIntervalMs ?? 250;
+  if (interval <= 0) return { stop: async () => {} };
+  const logger = deps.logger.child({ component: "outbox-relay" });
+  let stopped = false;
+  let lastSweep = 0;
+  let failing = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+
+  const enqueue = async (jobs: RelayedJob[]) => {
+    const byQueue = new Map<QueueName, RelayedJob[]>();
+    for (const job of jobs) {
+      const queue = JOBS[job.name].queue;
+      byQueue.set(queue, [...(byQueue.get(queue) ?? []), job]);
+    }
+    for (const [queue, list] of byQueue) {
+      await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, jobId: j.jobId } })));
+    }
+  };
+  const pokeForecast = async (trigger: "reports" | "sweep") => {
+    const { jobId, delay } = forecastJobFor(Date.now());
+    await queues.get("forecast")!.add("forecast.recompute", { trigger }, { ...JOB_DEFAULTS, jobId, delay });
+  };
+
+  const tick = async () => {
+    try {
+      let relayed = 0;
+      // Drain what is there, in bounded transactions.
+      for (;;) {
+        const result = await relayOutbox(deps.db, enqueue);
+        for (const u of result.unknown) logger.error({ outboxId: u.id, topic: u.topic, problem: u.problem }, "outbox event not understood; marked processed");
+        relayed += result.events;
+        if (result.events < 200 || stopped) break;
+      }
+      const now = Date.now();
+      if (relayed > 0) await pokeForecast("reports");
+      else if (now - lastSweep >= SWEEP_INTERVAL_MS) {
+        lastSweep = now;
+        if (await forecastWorkPending(deps.db)) await pokeForecast("sweep");
+      }
+      if (failing) logger.info("outbox relay recovered");
+      failing = false;
+    } catch (error) {
+      if (!failing) logger.warn({ err: (error as Error).message }, "outbox relay failed; retrying until it works");
+      failing = true;
+    }
+  };
+  const loop = () => {
+    if (stopped) return;
+    running = tick().finally(() => {
+      if (!stopped) timer = setTimeout(loop, interval);
+    });
+  };
+  loop();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
     },
   };
 }

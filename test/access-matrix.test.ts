@@ -36,6 +36,15 @@ beforeAll(async () => {
 });
 afterAll(async () => t?.drop());
 
+// Demand: one OPEN request to cancel (cancelling it again returns it unchanged) and a needed-by
+// date a week ahead, so every allowed caller's call is valid.
+let requestId: string;
+const neededBy = new Date(Date.now() + 7 * 86_400_000).toISOString().slice(0, 10);
+beforeAll(async () => {
+  const r = await gql(tokens.ADMIN, `mutation { postRequest(input: { siteCode: "HZ-XIHU-H1", productCode: "MASK-N95", quantity: 10, neededBy: "${neededBy}" }) { id } }`);
+  requestId = r.data.postRequest.id;
+});
+
 /** A fresh, valid call of each root field; `ok` lists the callers that may make it. */
 const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, unknown>?] }> = {
   me: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ me { role } }"] },
@@ -60,6 +69,21 @@ const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, 
   createApiToken: { ok: ["ADMIN"], call: () => ["query { me { user { id } } }"] },
   revokeApiToken: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["query { me { user { id } } }"] },
   upsertProduct: { ok: ["ADMIN"], call: () => ['mutation { upsertProduct(input: { code: "MATRIX-1", name: "x", category: PPE, baseUnit: "piece" }) { code } }'] },
+  setDemandScenario: {
+    ok: ["ADMIN", "PLANNER"],
+    call: () => ['mutation { setDemandScenario(input: { regionCode: "330102", productCode: "MASK-N95", casesPerDay: 10, usagePerCasePerDay: 1 }) { dailyDemand } }'],
+  },
+  clearDemandScenario: { ok: ["ADMIN", "PLANNER"], call: () => ['mutation { clearDemandScenario(regionCode: "330102", productCode: "GOGGLES") }'] },
+  demandScenarios: { ok: ["ADMIN", "PLANNER"], call: () => ['{ demandScenarios(regionCode: "330000") { dailyDemand region { code } } }'] },
+  postRequest: {
+    ok: ["ADMIN", "PROCUREMENT"],
+    call: () => [`mutation { postRequest(input: { siteCode: "HZ-XIHU-H1", productCode: "GOGGLES", quantity: 5, neededBy: "${neededBy}" }) { id quantity } }`],
+  },
+  cancelRequest: { ok: ["ADMIN", "PROCUREMENT"], call: () => ["mutation($id: ID!) { cancelRequest(id: $id) { id status } }", { id: requestId }] },
+  requests: { ok: ["ADMIN", "PLANNER", "PROCUREMENT"], call: () => ["{ requests { edges { node { id quantity } } } }"] },
+  shortages: { ok: ["ADMIN", "PLANNER"], call: () => ['{ shortages(regionCode: "330000") { edges { node { riskLevel region { code } } } } }'] },
+  forecast: { ok: ["ADMIN", "PLANNER"], call: () => ['{ forecast(regionCode: "330000", productCode: "MASK-N95") { method points { demand } } }'] },
+  reportingCompleteness: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingCompleteness(regionCode: "330000", date: "2026-01-05") { expectedSites region { code } } }'] },
 };
 
 describe("root field x caller matrix", () => {

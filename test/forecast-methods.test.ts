@@ -249,7 +249,7 @@ describe("Michigan hospital PPE (real data)", () => {
     expect(parseCount(undefined)).toBeNull();
   });
 
-  it("forecasts on-hand stock 14 days ahead better than naive (mean MASE over 32 series)", () => {
+  it("forecasts on-hand stock 14 days ahead no worse than naive (mean MASE over 32 series; the margin is noise, see BENCHMARKS.md)", () => {
     const all = loadMichiganSeries();
     expect(all).toHaveLength(MICHIGAN_REGIONS.length * MICHIGAN_PRODUCTS.length);
     const get = (region: string, product: string) => all.find((s) => s.region === region && s.product === product);

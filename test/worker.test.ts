@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkRegistry, startWorker, type RunningWorker } from "../jobs/worker.js";
-import { JOBS } from "../jobs/definitions.js";
+import { JOBS, SCHEDULES } from "../jobs/definitions.js";
 import { processors } from "../jobs/processors/index.js";
 import { createLogger } from "../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
@@ -54,8 +54,10 @@ describe("job registry", () => {
   });
 
   it("registers the daily schedulers as data, in UTC", async () => {
-    const schedulers = await worker.queues.get("maintenance")!.getJobSchedulers();
-    expect(schedulers.map((s) => [s.key, s.pattern, s.tz])).toEqual([["purge-idempotency-keys-daily", "17 3 * * *", "UTC"]]);
+    const schedulers = (await Promise.all([...worker.queues.values()].map((q) => q.getJobSchedulers()))).flat();
+    expect(schedulers.map((s) => [s.key, s.pattern, s.tz]).sort()).toEqual(SCHEDULES.map((s) => [s.id, s.pattern, "UTC"]).sort());
+    expect(schedulers.map((s) => s.key)).toContain("purge-idempotency-keys-daily");
+    expect(schedulers.map((s) => s.key)).toContain("forecast-recompute-all-daily");
   });
 });
 

@@ -1,5 +1,8 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/index.js";
+import { evaluateForecasts, markAllDirty, recomputeDirty } from "../../src/domain/forecast/pipeline.js";
+import { purgeOutbox } from "../../src/domain/outbox.js";
+import { flagOutliers } from "../../src/domain/reports/outliers.js";
 import type { Logger } from "../../src/logger.js";
 import type { JobName, JobPayload } from "../definitions.js";
 
@@ -20,5 +23,16 @@ export const processors: ProcessorMap = {
       "objects",
     );
     return { deleted: deleted[0]?.n ?? 0 };
+  },
+  "maintenance.purgeOutbox": async ({ olderThanHours }, { db }) => ({ deleted: await purgeOutbox(db, olderThanHours) }),
+  "forecast.recompute": async ({ trigger }, { db }) => recomputeDirty(db, { trigger }),
+  "forecast.recomputeAll": async (_payload, { db }) => {
+    const marked = await markAllDirty(db);
+    return { marked, ...(await recomputeDirty(db, { trigger: "daily" })) };
+  },
+  "forecast.evaluate": async (_payload, { db }) => ({ evaluated: await evaluateForecasts(db) }),
+  "reports.flagOutliers": async ({ reportIds }, { db }) => {
+    const { flagged, changed } = await flagOutliers(db, reportIds);
+    return { outliers: flagged.length, changed };
   },
 };

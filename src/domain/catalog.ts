@@ -33,6 +33,18 @@ const productInput = z.object({
     )
     .max(50)
     .nullish(),
+  /** Days until stock-out below which a region turns each colour; absent = keep (new: 3, 7, 14, 30). */
+  riskThresholds: z
+    .object({
+      red: z.number().positive("riskThresholds.red must be > 0 days").finite(),
+      orange: z.number().positive("riskThresholds.orange must be > 0 days").finite(),
+      yellow: z.number().positive("riskThresholds.yellow must be > 0 days").finite(),
+      blue: z.number().positive("riskThresholds.blue must be > 0 days").finite(),
+    })
+    .refine((t) => t.red < t.orange && t.orange < t.yellow && t.yellow < t.blue, {
+      message: "riskThresholds must grow from red to blue (red < orange < yellow < blue), in days until stock-out",
+    })
+    .nullish(),
 });
 export type UpsertProductInput = z.input<typeof productInput>;
 
@@ -60,12 +72,20 @@ export async function upsertProduct(db: Database, actor: Actor, input: UpsertPro
         throw badInput(`${values.code} already has reports stored in ${before.baseUnit}; its base unit cannot change. Declare ${values.baseUnit} as a pack unit instead`);
       }
     }
+    const thresholds = values.riskThresholds
+      ? {
+          riskRedDays: values.riskThresholds.red,
+          riskOrangeDays: values.riskThresholds.orange,
+          riskYellowDays: values.riskThresholds.yellow,
+          riskBlueDays: values.riskThresholds.blue,
+        }
+      : {};
     const [product] = await tx
       .insert(productTable)
-      .values({ code: values.code, name: values.name, category: values.category, baseUnit: values.baseUnit })
+      .values({ code: values.code, name: values.name, category: values.category, baseUnit: values.baseUnit, ...thresholds })
       .onConflictDoUpdate({
         target: productTable.code,
-        set: { name: values.name, category: values.category, baseUnit: values.baseUnit, updatedAt: sql`now()` },
+        set: { name: values.name, category: values.category, baseUnit: values.baseUnit, ...thresholds, updatedAt: sql`now()` },
       })
       .returning();
     if (values.units) {

@@ -17,6 +17,7 @@ export class Access {
   private readonly sites: DataLoader<string, SiteScope | null>;
   private ownRegionIds: Promise<Set<number>> | undefined;
   private plannerOrganizations: DataLoader<string, boolean>;
+  private regionPaths: DataLoader<number, string | null>;
 
   constructor(
     private readonly db: Database,
@@ -29,6 +30,11 @@ export class Access {
         .innerJoin(regionTable, eq(regionTable.id, siteTable.regionId))
         .where(inArray(siteTable.id, [...ids]));
       const byId = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => byId.get(id) ?? null);
+    });
+    this.regionPaths = new DataLoader(async (ids) => {
+      const rows = await db.select({ id: regionTable.id, path: regionTable.path }).from(regionTable).where(inArray(regionTable.id, [...ids]));
+      const byId = new Map(rows.map((r) => [r.id, r.path]));
       return ids.map((id) => byId.get(id) ?? null);
     });
     // A planner sees an organization that has at least one site in their jurisdiction.
@@ -83,6 +89,18 @@ export class Access {
     if (v.role === "ADMIN") return true;
     if (v.role === "PLANNER") return !!v.jurisdiction && region.path.startsWith(v.jurisdiction.path);
     return (await this.organizationRegionIds()).has(region.id);
+  }
+
+  /**
+   * Region-level figures (forecasts, shortages): aggregates over every organization in the region,
+   * so only admins and the planners whose jurisdiction holds the region see them.
+   */
+  async regionFiguresVisible(regionId: number): Promise<boolean> {
+    const v = this.viewer;
+    if (v?.role === "ADMIN") return true;
+    if (v?.role !== "PLANNER" || !v.jurisdiction) return false;
+    const path = await this.regionPaths.load(regionId);
+    return path !== null && path.startsWith(v.jurisdiction.path);
   }
 
   /** Regions where the viewer's own organization has sites (reporters and procurement). */

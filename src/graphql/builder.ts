@@ -22,6 +22,7 @@ export interface PothosTypes {
     organizationVisible: string;
     organizationMember: string;
     regionVisible: { id: number; path: string };
+    regionFiguresVisible: number;
   };
   Scalars: {
     Date: { Input: string; Output: string };
@@ -102,6 +103,7 @@ export const builder = new SchemaBuilder<PothosTypes>({
       organizationVisible: (orgId) => ctx.access.organizationVisible(orgId),
       organizationMember: (orgId) => ctx.access.organizationMember(orgId),
       regionVisible: (region) => ctx.access.regionVisible(region),
+      regionFiguresVisible: (regionId) => ctx.access.regionFiguresVisible(regionId),
     }),
   },
 });

@@ -2,6 +2,27 @@ import { upsertProduct } from "../domain/catalog.js";
 import { builder } from "./builder.js";
 import { ProductCategoryEnum } from "./enums.js";
 
+const RiskThresholdsRef = builder.objectRef<{ red: number; orange: number; yellow: number; blue: number }>("RiskThresholds").implement({
+  description: "Days until stock-out that set a region's colour: below red is RED (as is being out), below orange ORANGE, below yellow YELLOW, below blue BLUE, else GREEN.",
+  authScopes: { authenticated: true },
+  fields: (t) => ({
+    red: t.exposeFloat("red", { description: "RED below this many days (default 3)." }),
+    orange: t.exposeFloat("orange", { description: "ORANGE below this many days (default 7)." }),
+    yellow: t.exposeFloat("yellow", { description: "YELLOW below this many days (default 14)." }),
+    blue: t.exposeFloat("blue", { description: "BLUE below this many days (default 30)." }),
+  }),
+});
+
+const RiskThresholdsInput = builder.inputType("RiskThresholdsInput", {
+  description: "Risk thresholds in days until stock-out; they must grow from red to blue.",
+  fields: (t) => ({
+    red: t.float({ required: true, description: "RED below this many days." }),
+    orange: t.float({ required: true, description: "ORANGE below this many days." }),
+    yellow: t.float({ required: true, description: "YELLOW below this many days." }),
+    blue: t.float({ required: true, description: "BLUE below this many days." }),
+  }),
+});
+
 export const ProductRef = builder.drizzleNode("productTable", {
   name: "Product",
   description: "A catalog item (finished product or raw material). Every stored quantity is in its base unit.",
@@ -14,6 +35,12 @@ export const ProductRef = builder.drizzleNode("productTable", {
     baseUnit: t.exposeString("baseUnit", { description: "The unit all quantities are stored in (piece, pair, test, kg)." }),
     units: t.relation("units", { description: "Pack units reporters may send, with their factor to the base unit.", query: { orderBy: { factor: "asc" } } }),
     inputs: t.relation("inputs", { description: "Bill of materials: what one base unit of this product is made of." }),
+    riskThresholds: t.field({
+      type: RiskThresholdsRef,
+      description: "Days until stock-out below which a region is RED, ORANGE, YELLOW or BLUE for this product.",
+      select: { columns: { riskRedDays: true, riskOrangeDays: true, riskYellowDays: true, riskBlueDays: true } },
+      resolve: (p) => ({ red: p.riskRedDays, orange: p.riskOrangeDays, yellow: p.riskYellowDays, blue: p.riskBlueDays }),
+    }),
   }),
 });
 
@@ -62,6 +89,7 @@ const ProductInput = builder.inputType("ProductInput", {
     baseUnit: t.string({ required: true, description: "Base unit; cannot change once reports exist." }),
     units: t.field({ type: [PackUnitInput], description: "Replaces the pack units when given." }),
     inputs: t.field({ type: [BomLineInput], description: "Replaces the bill of materials when given." }),
+    riskThresholds: t.field({ type: RiskThresholdsInput, description: "Replaces the risk thresholds when given (new products: 3, 7, 14, 30 days)." }),
   }),
 });
 

@@ -1,4 +1,4 @@
-import { organizationKindEnum, productCategoryEnum, regionLevelEnum, roleEnum } from "../db/schema.js";
+import { organizationKindEnum, productCategoryEnum, regionLevelEnum, riskLevelEnum, roleEnum } from "../db/schema.js";
 import { builder } from "./builder.js";
 
 export const RegionLevelEnum = builder.enumType("RegionLevel", {
@@ -19,4 +19,10 @@ export const OrganizationKindEnum = builder.enumType("OrganizationKind", {
 export const ProductCategoryEnum = builder.enumType("ProductCategory", {
   description: "Product family: finished masks, other protective equipment, test kits, or raw materials.",
   values: productCategoryEnum.enumValues,
+});
+
+export const RiskLevelEnum = builder.enumType("RiskLevel", {
+  description:
+    "Five-colour risk of a region for a product, from the days until stock-out: RED (within 3 days, or already out), ORANGE (< 7), YELLOW (< 14), BLUE (< 30), GREEN (30 or more); thresholds can be set per product.",
+  values: riskLevelEnum.enumValues,
 });

@@ -53,7 +53,8 @@ export interface Projection {
    */
   stockoutDay: number | null;
   /**
-   * Days until the stock runs out, extrapolated past the horizon at the last week's net draw
+   * Days until the stock runs out, with the stock-out day counted by the share of its demand still
+   * met (so 650 at 100 a day is 6.5), extrapolated past the horizon at the last week's net draw
    * (Infinity when it never does); the risk level is read from it.
    */
   daysToStockout: number;
@@ -85,8 +86,10 @@ export function project(input: ProjectionInput): Projection {
   const thresholds = checkThresholds(input.thresholds ?? DEFAULT_RISK_THRESHOLDS);
   const horizon = demand.length;
   if (horizon === 0) throw badInput("the demand forecast is empty: a projection needs at least one day");
-  for (const [name, arr] of [["demandSd", demandSd], ["supply", supply], ["netInflow", netInflow]] as const) {
+  for (const [name, arr] of [["demand", demand], ["demandSd", demandSd], ["supply", supply], ["netInflow", netInflow]] as const) {
     if (arr.length !== horizon) throw badInput(`${name} has ${arr.length} days but demand has ${horizon}: every series must cover the same horizon`);
+    const bad = arr.findIndex((v) => typeof v !== "number" || !Number.isFinite(v) || (name !== "netInflow" && v < 0));
+    if (bad >= 0) throw badInput(`${name}[${bad}] is ${String(arr[bad])}: every day needs a finite number${name === "netInflow" ? "" : " >= 0"}`);
   }
   if (!Number.isFinite(onHand) || onHand < 0) throw badInput(`onHand must be a finite number >= 0, got ${onHand}`);
 
@@ -94,6 +97,8 @@ export function project(input: ProjectionInput): Projection {
   let level = onHand;
   let shortage = 0;
   let stockoutDay: number | null = null;
+  // The stock-out day's share already covered: 1,000 at 100 a day lasts 10.0 days, 650 lasts 6.5.
+  let stockoutAt: number | null = null;
   let totalDemand = 0;
   for (let h = 0; h < horizon; h++) {
     const d = demand[h] as number;
@@ -101,7 +106,10 @@ export function project(input: ProjectionInput): Projection {
     const available = level + (supply[h] as number) + (netInflow[h] as number);
     if (d > 0 && available <= d) {
       // The day's demand takes the last unit (or cannot be met in full): this is the stock-out day.
-      stockoutDay ??= h + 1;
+      if (stockoutDay === null) {
+        stockoutDay = h + 1;
+        stockoutAt = h + Math.max(0, available) / d;
+      }
       shortage += Math.max(0, d - Math.max(0, available));
     }
     level = Math.max(0, available - d);
@@ -112,7 +120,8 @@ export function project(input: ProjectionInput): Projection {
   if (alreadyOut) stockoutDay = 0;
 
   let daysToStockout: number;
-  if (stockoutDay !== null) daysToStockout = stockoutDay;
+  if (alreadyOut) daysToStockout = 0;
+  else if (stockoutAt !== null) daysToStockout = stockoutAt;
   else {
     // Past the horizon: the average net draw of its last week, continued.
     const from = Math.max(0, horizon - 7);

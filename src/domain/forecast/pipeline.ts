@@ -1,0 +1,731 @@
+// The forecast job's service: from reports in Postgres to stored forecasts, for every level of
+// the region tree (SPEC "Shortage forecasts").
+//
+// Work arrives as dirty (region, product) pairs (forecast_dirty), written by the outbox relay for
+// every region a report touches and all regions above it, and by the daily scheduler for every
+// pair with data. A run takes one product at a time under a per-product advisory lock, so two
+// workers never compute the same product at once, and handles that product's dirty regions from
+// the deepest up:
+//
+//   node(R) = leaf(R's own sites) + sum of node(C) over R's children C
+//
+// Leaves are forecast from their sites' daily totals (forecastLeaf); parents only add up their
+// children's demand, supply and inflow, so the children's numbers always add up to the parent's.
+// A child that is not dirty is read back from its latest stored forecast. Only then is the
+// region's own demand scenario applied and the stock path projected.
+import { sql } from "drizzle-orm";
+import type { Database } from "../../db/index.js";
+import { forecastTable } from "../../db/schema.js";
+import { dateOfDay, dayNumber } from "../reports/validate.js";
+import { adjustedDailyDemand, type ConsumptionDay } from "./consumption.js";
+import { forecastLeaf, type LeafHistory } from "./leaf.js";
+import { project, type RiskThresholds } from "./projection.js";
+
+export const HORIZON = 28;
+/** Days of history a leaf forecast sees. */
+export const HISTORY_DAYS = 180;
+/** Production is forecast at the average of the last this many days with a production figure. */
+const PRODUCTION_WINDOW = 7;
+/** A product's input holding counts only when reported this recently (days before the origin). */
+const INPUT_STOCK_MAX_AGE = 14;
+
+const Z80 = 1.2815515655446004;
+const Z95 = 1.959963984540054;
+
+/** What a node contributes to its parent: additive quantities only. */
+export interface NodeOutlook {
+  onHand: number;
+  demand: number[];
+  demandSd: number[];
+  supply: number[];
+  netInflow: number[];
+  sites: number;
+  method: string;
+  params: Record<string, number | string>;
+  demandSource: string;
+}
+
+interface DirtyRow {
+  region_id: number;
+  path: string;
+  parent_id: number | null;
+  last_dirty_at: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Marking work
+
+/** Marks (region, product) pairs and every region above them as needing a new forecast. */
+export async function markDirty(db: Database, pairs: readonly { regionId: number; productId: number }[]): Promise<number> {
+  if (pairs.length === 0) return 0;
+  const rows = await db.execute<{ n: number }>(
+    sql`with pairs as (
+          select distinct region_id, product_id from unnest(${sql.param(pairs.map((p) => p.regionId))}::int[], ${sql.param(pairs.map((p) => p.productId))}::int[]) as p(region_id, product_id)
+        ), up as (
+          -- The path lists the region and its ancestors: /1/7/42/.
+          select distinct a.id::int as region_id, pairs.product_id
+          from pairs join region r on r.id = pairs.region_id
+          cross join lateral unnest(string_to_array(trim(both '/' from r.path), '/')) as a(id)
+        ), marked as (
+          insert into forecast_dirty (region_id, product_id) select region_id, product_id from up
+          on conflict (product_id, region_id) do update set last_dirty_at = now()
+          returning 1
+        )
+        select count(*)::int as n from marked`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Marks the pairs of the given reports (their site's region and above). */
+export async function markReportsDirty(db: Database, reportIds: readonly number[]): Promise<number> {
+  if (reportIds.length === 0) return 0;
+  // A raw material's stock bounds the supply of what is made from it, so those pairs change too.
+  const pairs = await db.execute<{ regionId: number; productId: number }>(
+    sql`with touched as (
+          select distinct s.region_id, r.product_id
+          from report r join site s on s.id = r.site_id where r.id = any(${sql.param(reportIds)}::bigint[])
+        )
+        select region_id as "regionId", product_id as "productId" from touched
+        union
+        select t.region_id, b.product_id from touched t join bom_line b on b.input_product_id = t.product_id`,
+    "objects",
+  );
+  return markDirty(db, pairs);
+}
+
+/** The daily full recompute: every pair with reports in the history window, or a forecast already. */
+export async function markAllDirty(db: Database): Promise<number> {
+  const pairs = await db.execute<{ regionId: number; productId: number }>(
+    sql`select distinct s.region_id as "regionId", r.product_id as "productId"
+        from report r join site s on s.id = r.site_id
+        where r.date > (select max(date) from report) - ${HISTORY_DAYS}::int
+        union
+        select region_id, product_id from forecast_latest
+        union
+        select region_id, product_id from demand_scenario where superseded_at is null`,
+    "objects",
+  );
+  return markDirty(db, pairs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recomputing
+
+export interface RecomputeOptions {
+  trigger: string;
+  /** Stop after this many products (the job re-enqueues itself for the rest). */
+  maxProducts?: number;
+  horizon?: number;
+  /** Called after a product's dirty rows were read, inside its transaction: a seam for tests. */
+  afterDirtyRead?: (productId: number) => Promise<void>;
+}
+
+export interface RecomputeResult {
+  products: number;
+  series: number;
+  /** Products left dirty: locked by another worker, or beyond maxProducts. */
+  remaining: number;
+  /** Where the time went (ms): reading reports and stored forecasts, forecasting, writing. */
+  timings: PhaseTimings;
+}
+
+export interface PhaseTimings {
+  read: number;
+  kernel: number;
+  write: number;
+}
+
+/** Recomputes dirty pairs, one product per transaction. Running it twice does no harm. */
+export async function recomputeDirty(db: Database, options: RecomputeOptions): Promise<RecomputeResult> {
+  const products = await db.execute<{ product_id: number }>(
+    sql`select product_id from forecast_dirty group by product_id order by min(first_dirty_at)`,
+    "objects",
+  );
+  let done = 0;
+  let series = 0;
+  let skipped = 0;
+  const timings: PhaseTimings = { read: 0, kernel: 0, write: 0 };
+  for (const { product_id } of products) {
+    if (options.maxProducts !== undefined && done >= options.maxProducts) {
+      skipped++;
+      continue;
+    }
+    const n = await recomputeProduct(db, product_id, options, timings);
+    if (n === null) skipped++;
+    else {
+      done++;
+      series += n;
+    }
+  }
+  return { products: done, series, remaining: skipped, timings };
+}
+
+const FORECAST_LOCK = 0x5f0c; // namespace of the per-product advisory locks
+
+/** Null when another worker holds the product. */
+async function recomputeProduct(db: Database, productId: number, options: RecomputeOptions, timings: PhaseTimings): Promise<number | null> {
+  const horizon = options.horizon ?? HORIZON;
+  return db.transaction(async (tx) => {
+    const [lock] = await tx.execute<{ ok: boolean }>(sql`select pg_try_advisory_xact_lock(${FORECAST_LOCK}, ${productId}) as ok`, "objects");
+    if (!lock?.ok) return null;
+
+    const dirty = await tx.execute<DirtyRow>(
+      sql`select d.region_id, r.path, r.parent_id, d.last_dirty_at::text
+          from forecast_dirty d join region r on r.id = d.region_id
+          where d.product_id = ${productId}`,
+      "objects",
+    );
+    if (dirty.length === 0) return 0;
+    await options.afterDirtyRead?.(productId);
+    const [meta] = await tx.execute<{ origin: string | null; cutoff: string; red: number; orange: number; yellow: number; blue: number }>(
+      sql`select (select max(date)::text from report where product_id = ${productId} and date <= current_date + 1) as origin,
+                 now()::text as cutoff,
+                 risk_red_days as red, risk_orange_days as orange, risk_yellow_days as yellow, risk_blue_days as blue
+          from product where id = ${productId}`,
+      "objects",
+    );
+    if (!meta) return 0; // the product is gone; its dirty rows went with it
+    let written = 0;
+    if (meta.origin) {
+      const run = await tx.execute<{ id: number }>(
+        sql`insert into forecast_run (trigger, product_id, origin_date, input_cutoff)
+            values (${options.trigger}, ${productId}, ${meta.origin}, ${meta.cutoff}) returning id::int`,
+        "objects",
+      );
+      const runId = run[0]!.id;
+      const thresholds: RiskThresholds = { red: meta.red, orange: meta.orange, yellow: meta.yellow, blue: meta.blue };
+      written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings });
+      await tx.execute(sql`update forecast_run set finished_at = clock_timestamp(), series = ${written} where id = ${runId}`);
+    }
+    // Rows marked again while this ran keep a newer last_dirty_at and stay for the next run.
+    await tx.execute(
+      sql`delete from forecast_dirty d using unnest(${sql.param(dirty.map((d) => d.region_id))}::int[], ${sql.param(dirty.map((d) => d.last_dirty_at))}::timestamptz[]) as x(region_id, seen)
+          where d.product_id = ${productId} and d.region_id = x.region_id and d.last_dirty_at <= x.seen`,
+    );
+    return written;
+  });
+}
+
+interface ComputeContext {
+  productId: number;
+  runId: number;
+  origin: string;
+  cutoff: string;
+  horizon: number;
+  thresholds: RiskThresholds;
+  dirty: DirtyRow[];
+  timings: PhaseTimings;
+}
+
+async function computeAndStore(tx: Database, c: ComputeContext): Promise<number> {
+  const { horizon } = c;
+  const originDay = dayNumber(c.origin);
+  const regionIds = c.dirty.map((d) => d.region_id);
+
+  let started = performance.now();
+  const [inputs, stored, scenarios, requests] = await Promise.all([
+    readLeafInputs(tx, c, regionIds),
+    tx.execute<StoredForecast>(
+      sql`select c.id as region_id, c.parent_id, f.origin_date::text as origin, f.on_hand, f.demand, f.demand_sd, f.supply, f.net_inflow, f.stock, f.sites
+          from region c
+          join forecast_latest l on l.region_id = c.id and l.product_id = ${c.productId}
+          join forecast f on f.id = l.forecast_id
+          where c.parent_id = any(${sql.param(regionIds)}::int[])`,
+      "objects",
+    ),
+    tx.execute<{ region_id: number; daily: number; mode: "ADD" | "OVERRIDE"; starts_on: string | null; ends_on: string | null }>(
+      sql`select region_id, cases_per_day * usage_per_case_per_day as daily, mode, starts_on::text, ends_on::text
+          from demand_scenario
+          where product_id = ${c.productId} and superseded_at is null and region_id = any(${sql.param(regionIds)}::int[])`,
+      "objects",
+    ),
+    tx.execute<{ region_id: number; quantity: number; needed_by: string }>(
+      sql`select s.region_id, q.quantity, q.needed_by::text
+          from procurement_request q join site s on s.id = q.site_id
+          where q.product_id = ${c.productId} and q.status = 'OPEN' and s.region_id = any(${sql.param(regionIds)}::int[])`,
+      "objects",
+    ),
+  ]);
+
+  c.timings.read += performance.now() - started;
+  started = performance.now();
+  const leaves = new Map<number, NodeOutlook>();
+  for (const [regionId, input] of inputs) leaves.set(regionId, leafNode(input, horizon));
+
+  // Open requests are need on top of consumption, spread evenly up to their date.
+  for (const q of requests) {
+    const leaf = (leaves.get(q.region_id) ?? leaves.set(q.region_id, emptyOutlook(horizon)).get(q.region_id))!;
+    const days = Math.min(horizon, Math.max(1, dayNumber(q.needed_by) - originDay));
+    for (let h = 0; h < days; h++) leaf.demand[h]! += q.quantity / days;
+    leaf.params.openRequests = ((leaf.params.openRequests as number | undefined) ?? 0) + 1;
+    if (leaf.demandSource === "none") leaf.demandSource = "requests";
+  }
+
+  const computed = new Map<number, NodeOutlook>();
+  const childrenOf = new Map<number, NodeOutlook[]>();
+  const dirtySet = new Set(regionIds);
+  for (const s of stored) {
+    if (dirtySet.has(s.region_id)) continue; // recomputed below; its fresh outlook is used instead
+    const list = childrenOf.get(s.parent_id!) ?? [];
+    list.push(shiftStored(s, originDay, horizon));
+    childrenOf.set(s.parent_id!, list);
+  }
+  const scenarioOf = new Map(scenarios.map((s) => [s.region_id, s]));
+
+  // Deepest first, so each parent finds its dirty children already done.
+  const depth = (p: string) => p.split("/").length;
+  const order = [...c.dirty].sort((a, b) => depth(b.path) - depth(a.path));
+  const rows: (typeof forecastTable.$inferInsert)[] = [];
+  for (const region of order) {
+    const parts = [...(childrenOf.get(region.region_id) ?? [])];
+    const own = leaves.get(region.region_id);
+    if (own) parts.push(own);
+    const scenario = scenarioOf.get(region.region_id);
+    if (parts.length === 0 && !scenario) continue; // no data here or below
+    const node = parts.length ? sumOutlooks(parts, horizon) : emptyOutlook(horizon);
+    // What the parent adds up is this region's outlook, scenario included: a planner's scenario
+    // for a city is the city's demand as far as its province is concerned.
+    if (scenario) applyScenario(node, scenario, originDay);
+    computed.set(region.region_id, node);
+    if (region.parent_id !== null) {
+      const siblings = childrenOf.get(region.parent_id) ?? [];
+      siblings.push(node);
+      childrenOf.set(region.parent_id, siblings);
+    }
+    rows.push(toRow(node, region.region_id, c));
+  }
+
+  c.timings.kernel += performance.now() - started;
+  started = performance.now();
+  // Set-based, one statement per 2,000 forecasts: the daily arrays travel as Postgres array
+  // literals in text[] parameters (the ORM's per-row insert was most of the write time).
+  for (let i = 0; i < rows.length; i += 2000) await insertForecasts(tx, rows.slice(i, i + 2000));
+  if (rows.length) {
+    await tx.execute(
+      sql`insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
+          select region_id, product_id, id, risk_level, days_to_stockout, computed_at from forecast where run_id = ${c.runId}
+          on conflict (region_id, product_id) do update
+            set forecast_id = excluded.forecast_id, risk_level = excluded.risk_level,
+                days_to_stockout = excluded.days_to_stockout, computed_at = excluded.computed_at`,
+    );
+  }
+  c.timings.write += performance.now() - started;
+  return rows.length;
+}
+
+interface StoredForecast {
+  region_id: number;
+  parent_id: number | null;
+  origin: string;
+  on_hand: number;
+  demand: number[];
+  demand_sd: number[];
+  supply: number[];
+  net_inflow: number[];
+  stock: number[];
+  sites: number;
+}
+
+/**
+ * A child's stored outlook seen from a later origin: k days on, its expected stock is the stock
+ * path's day k and its forecasts start k days in (the last day repeated at the end). This is
+ * what the parent uses for a child without new reports since its last forecast.
+ */
+export function shiftStored(s: Pick<StoredForecast, "origin" | "on_hand" | "demand" | "demand_sd" | "supply" | "net_inflow" | "stock" | "sites">, originDay: number, horizon: number): NodeOutlook {
+  const k = Math.max(0, originDay - dayNumber(s.origin));
+  const shift = (a: number[]) => Array.from({ length: horizon }, (_, h) => Number(a[Math.min(a.length - 1, h + k)] ?? 0));
+  return {
+    onHand: k === 0 ? Number(s.on_hand) : Number(s.stock[Math.min(s.stock.length, k) - 1] ?? 0),
+    demand: shift(s.demand),
+    demandSd: shift(s.demand_sd),
+    supply: shift(s.supply),
+    netInflow: shift(s.net_inflow),
+    sites: s.sites,
+    method: "stored",
+    params: {},
+    demandSource: "stored",
+  };
+}
+
+export function emptyOutlook(horizon: number): NodeOutlook {
+  const zeros = () => new Array<number>(horizon).fill(0);
+  return { onHand: 0, demand: zeros(), demandSd: zeros(), supply: zeros(), netInflow: zeros(), sites: 0, method: "none", params: {}, demandSource: "none" };
+}
+
+/** Children are added as independent: means add, variances add. */
+export function sumOutlooks(parts: readonly NodeOutlook[], horizon: number): NodeOutlook {
+  if (parts.length === 1) {
+    const p = parts[0]!;
+    return { ...p, demand: [...p.demand], demandSd: [...p.demandSd], supply: [...p.supply], netInflow: [...p.netInflow], params: { ...p.params } };
+  }
+  const out = emptyOutlook(horizon);
+  const variance = new Array<number>(horizon).fill(0);
+  const sources = new Set<string>();
+  for (const p of parts) {
+    out.onHand += p.onHand;
+    out.sites += p.sites;
+    sources.add(p.demandSource);
+    for (let h = 0; h < horizon; h++) {
+      out.demand[h]! += p.demand[h]!;
+      variance[h]! += p.demandSd[h]! ** 2;
+      out.supply[h]! += p.supply[h]!;
+      out.netInflow[h]! += p.netInflow[h]!;
+    }
+  }
+  out.demandSd = variance.map(Math.sqrt);
+  out.method = "bottom-up";
+  out.params = { parts: parts.length };
+  sources.delete("none");
+  out.demandSource = sources.size === 1 ? [...sources][0]! : sources.size ? "mixed" : "none";
+  return out;
+}
+
+export function applyScenario(
+  node: NodeOutlook,
+  s: { daily: number; mode: "ADD" | "OVERRIDE"; starts_on: string | null; ends_on: string | null },
+  originDay: number,
+): void {
+  const from = s.starts_on ? dayNumber(s.starts_on) : -Infinity;
+  const to = s.ends_on ? dayNumber(s.ends_on) : Infinity;
+  for (let h = 0; h < node.demand.length; h++) {
+    const day = originDay + h + 1;
+    if (day < from || day > to) continue;
+    if (s.mode === "OVERRIDE") {
+      node.demand[h] = s.daily;
+      // The planner's figure is taken as given: no spread of its own.
+      node.demandSd[h] = 0;
+    } else node.demand[h]! += s.daily;
+  }
+  node.params = { ...node.params, scenarioDaily: s.daily, scenarioMode: s.mode };
+  node.demandSource = s.mode === "OVERRIDE" ? "scenario" : `${node.demandSource}+scenario`;
+}
+
+function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof forecastTable.$inferInsert {
+  const p = project({ onHand: node.onHand, demand: node.demand, demandSd: node.demandSd, supply: node.supply, netInflow: node.netInflow, thresholds: c.thresholds });
+  const band = (z: number, sign: 1 | -1) => node.demand.map((m, h) => Math.max(0, m + sign * z * node.demandSd[h]!));
+  const originDay = dayNumber(c.origin);
+  return {
+    runId: c.runId,
+    regionId,
+    productId: c.productId,
+    originDate: c.origin,
+    inputCutoff: new Date(c.cutoff),
+    method: node.method,
+    params: node.params,
+    demandSource: node.demandSource,
+    sites: node.sites,
+    onHand: node.onHand,
+    dailyDemand: p.dailyDemand,
+    daysOfSupply: p.daysOfSupply,
+    daysToStockout: Number.isFinite(p.daysToStockout) ? p.daysToStockout : null,
+    stockoutDate: p.stockoutDay === null ? null : dateOfDay(originDay + p.stockoutDay),
+    stockoutProbability7d: p.stockoutProbability7d,
+    stockoutProbability14d: p.stockoutProbability14d,
+    shortageQuantity: p.shortageQuantity,
+    riskLevel: p.riskLevel,
+    demand: node.demand,
+    demandSd: node.demandSd,
+    demandLow80: band(Z80, -1),
+    demandHigh80: band(Z80, 1),
+    demandLow95: band(Z95, -1),
+    demandHigh95: band(Z95, 1),
+    supply: node.supply,
+    netInflow: node.netInflow,
+    stock: p.stock,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaves: the dirty regions' own sites
+
+const SERIES_COLUMNS = ["on_hand", "consumed", "produced", "received", "shipped", "stockout_hours", "capacity_per_day"] as const;
+
+interface ReportPoint {
+  site_id: string;
+  region_id: number;
+  d: number;
+  on_hand: number | null;
+  consumed: number | null;
+  produced: number | null;
+  received: number | null;
+  shipped: number | null;
+  stockout_hours: number | null;
+  capacity_per_day: number | null;
+}
+
+/** A leaf region's daily totals and its sites' production forecast. */
+export interface LeafInput {
+  history: LeafHistory;
+  sites: number;
+  supply: number[];
+}
+
+/**
+ * The daily totals of each region's own sites (those of `regionIds` that have reports of the
+ * product in the window), and their production forecast.
+ */
+export async function readLeafInputs(
+  tx: Database,
+  c: { productId: number; origin: string; horizon: number },
+  regionIds: readonly number[],
+): Promise<Map<number, LeafInput>> {
+  const W = HISTORY_DAYS;
+  // One row per site with each column as one comma-separated list in date order: parsing a few
+  // thousand strings is much cheaper than a row object per report (float8::text is exact).
+  const column = (c: string) => sql.raw(`string_agg(coalesce(r.${c}::text, ''), ',' order by r.date) as ${c}`);
+  const sites = await tx.execute<Record<(typeof SERIES_COLUMNS)[number] | "d", string> & { site_id: string; region_id: number }>(
+    sql`select s.id as site_id, s.region_id, string_agg((r.date - ${c.origin}::date)::text, ',' order by r.date) as d,
+               ${sql.join(SERIES_COLUMNS.map(column), sql`, `)}
+        from site s
+        join report r on r.site_id = s.id and r.product_id = ${c.productId}
+          and r.date > ${c.origin}::date - ${W}::int and r.date <= ${c.origin}::date
+        where s.region_id = any(${sql.param([...regionIds])}::int[])
+        group by s.id, s.region_id`,
+    "objects",
+  );
+  const bySite = new Map<string, ReportPoint[]>();
+  for (const site of sites) {
+    const d = site.d.split(",");
+    const cols = SERIES_COLUMNS.map((name) => site[name].split(","));
+    const pts: ReportPoint[] = new Array(d.length);
+    for (let i = 0; i < d.length; i++) {
+      const value = (k: number) => {
+        const v = cols[k]![i]!;
+        return v === "" ? null : Number(v);
+      };
+      pts[i] = {
+        site_id: site.site_id,
+        region_id: site.region_id,
+        d: Number(d[i]),
+        on_hand: value(0),
+        consumed: value(1),
+        produced: value(2),
+        received: value(3),
+        shipped: value(4),
+        stockout_hours: value(5),
+        capacity_per_day: value(6),
+      };
+    }
+    bySite.set(site.site_id, pts);
+  }
+
+  const producers = [...bySite.entries()].filter(([, pts]) => pts.some((p) => p.produced !== null)).map(([site]) => site);
+  const inputCaps = await inputCapacity(tx, c, producers);
+
+  const inputs = new Map<number, LeafInput>();
+  for (const [siteId, pts] of bySite) {
+    const regionId = pts[0]!.region_id;
+    let entry = inputs.get(regionId);
+    if (!entry) {
+      entry = { history: emptyHistory(W), sites: 0, supply: new Array<number>(c.horizon).fill(0) };
+      inputs.set(regionId, entry);
+    }
+    entry.sites++;
+    addSite(entry.history, pts, W);
+    const supply = productionForecast(pts, c.horizon, inputCaps.get(siteId) ?? Infinity);
+    for (let h = 0; h < c.horizon; h++) entry.supply[h]! += supply[h]!;
+  }
+  return inputs;
+}
+
+/** The forecasting kernel applied to one leaf: what the benchmark times on its own. */
+export function leafNode({ history: h, sites, supply }: LeafInput, horizon: number): NodeOutlook {
+  const outlook = forecastLeaf(h, horizon);
+  let onHand = 0;
+  for (let i = h.onHand.length - 1; i >= 0; i--) {
+    if (h.onHand[i] !== null) {
+      onHand = h.onHand[i]!;
+      break;
+    }
+  }
+  return {
+    onHand,
+    demand: [...outlook.demand.mean],
+    demandSd: [...outlook.demandSd],
+    supply,
+    netInflow: [...outlook.netInflow],
+    sites,
+    method: outlook.demand.method,
+    params: { ...outlook.demand.params, ...(outlook.demand.backtest.mase !== null ? { backtestMase: outlook.demand.backtest.mase } : {}) },
+    demandSource: outlook.demandSource,
+  };
+}
+
+function emptyHistory(days: number): LeafHistory {
+  const nulls = () => new Array<number | null>(days).fill(null);
+  return { onHand: nulls(), consumed: nulls(), produced: nulls(), received: nulls(), shipped: nulls() };
+}
+
+const add = (arr: (number | null)[], i: number, v: number | null) => {
+  if (v === null) return;
+  arr[i] = (arr[i] ?? 0) + v;
+};
+
+/**
+ * Adds one site's reports to its region's daily totals. On-hand stock is carried forward from the
+ * site's last report, so a site that skips a day does not look like stock vanishing. Consumption
+ * is stock-out adjusted per site (a site's stock-out says nothing about its neighbours): a day
+ * with reported stock-out hours counts as that share of a day out, and a day that ends with no
+ * stock, when no hours are reported, as a whole stock-out day.
+ */
+export function addSite(h: LeafHistory, pts: readonly Pick<ReportPoint, "d" | "on_hand" | "consumed" | "produced" | "received" | "shipped" | "stockout_hours">[], W: number): void {
+  let carried: number | null = null;
+  let next = 0;
+  const consumptionDays: ConsumptionDay[] = [];
+  const consumptionIndex: number[] = [];
+  for (let i = 0; i < W; i++) {
+    const d = i - (W - 1);
+    const p = pts[next]?.d === d ? pts[next++] : undefined;
+    if (p) {
+      if (p.on_hand !== null) carried = p.on_hand;
+      add(h.produced, i, p.produced);
+      add(h.received, i, p.received);
+      add(h.shipped, i, p.shipped);
+      if (p.consumed !== null) {
+        consumptionDays.push({
+          consumed: p.consumed,
+          onHand: p.on_hand,
+          stockoutHours: p.stockout_hours,
+          unmetNeed: p.stockout_hours === null ? p.on_hand === 0 : p.stockout_hours >= 24,
+        });
+        consumptionIndex.push(i);
+      }
+    }
+    add(h.onHand, i, carried);
+  }
+  // A day this site did not report is not a day it consumed nothing: without this, a region's
+  // total would dip whenever one of its sites reported late. Gaps between two reports take the
+  // straight line between them; days after its last report take its last figure.
+  const adjusted = adjustedDailyDemand(consumptionDays);
+  let prev: { i: number; v: number } | null = null;
+  adjusted.forEach((v, k) => {
+    if (v === null) return;
+    const i = consumptionIndex[k]!;
+    if (prev) for (let j = prev.i + 1; j < i; j++) add(h.consumed, j, prev.v + ((v - prev.v) * (j - prev.i)) / (i - prev.i));
+    add(h.consumed, i, v);
+    prev = { i, v };
+  });
+  const last = prev as { i: number; v: number } | null;
+  if (last) for (let j = last.i + 1; j < W; j++) add(h.consumed, j, last.v);
+}
+
+/**
+ * A site's production for the next days: its recent average output, at most its latest reported
+ * capacity, and in all no more than its raw material allows (`inputCap` units in total).
+ */
+export function productionForecast(
+  pts: readonly Pick<ReportPoint, "d" | "produced" | "capacity_per_day">[],
+  horizon: number,
+  inputCap: number,
+): number[] {
+  const produced = pts.filter((p) => p.produced !== null);
+  const recent = produced.slice(-PRODUCTION_WINDOW);
+  // Output more than two windows old says nothing about today's line.
+  const fresh = recent.filter((p) => p.d > -2 * PRODUCTION_WINDOW);
+  let level = fresh.length ? fresh.reduce((s, p) => s + p.produced!, 0) / fresh.length : 0;
+  const capacity = [...pts].reverse().find((p) => p.capacity_per_day !== null)?.capacity_per_day;
+  if (capacity !== undefined && capacity !== null) level = Math.min(level, capacity);
+  const out: number[] = [];
+  let left = inputCap;
+  for (let h = 0; h < horizon; h++) {
+    const q = Math.max(0, Math.min(level, left));
+    out.push(q);
+    left -= q;
+  }
+  return out;
+}
+
+/**
+ * Units of the product each producing site can still make from the inputs it holds: the least,
+ * over the bill of materials, of input on hand / input per unit. An input the site has never
+ * reported holding does not limit it (we do not know), one reported at 0 does.
+ */
+async function inputCapacity(tx: Database, c: { productId: number; origin: string }, siteIds: string[]): Promise<Map<string, number>> {
+  if (siteIds.length === 0) return new Map();
+  const rows = await tx.execute<{ site_id: string; units: number }>(
+    sql`select s.site_id, min(latest.on_hand / b.quantity) as units
+        from unnest(${sql.param(siteIds)}::uuid[]) as s(site_id)
+        cross join bom_line b
+        cross join lateral (
+          select r.on_hand from report r
+          where r.site_id = s.site_id and r.product_id = b.input_product_id and r.on_hand is not null
+            and r.date <= ${c.origin}::date and r.date > ${c.origin}::date - ${INPUT_STOCK_MAX_AGE}::int
+          order by r.date desc limit 1
+        ) latest
+        where b.product_id = ${c.productId}
+        group by s.site_id`,
+    "objects",
+  );
+  return new Map(rows.map((r) => [r.site_id, Number(r.units)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy of past runs
+
+/** Days after the origin over which a stored forecast is scored. */
+export const EVALUATION_DAYS = 14;
+
+/**
+ * Scores forecasts whose first EVALUATION_DAYS days have passed: the mean absolute error of the
+ * stock path against the on-hand stock that the latest run at each later origin found (the
+ * actual aggregated stock of that day), and the same for the naive forecast (the origin's stock
+ * held flat). Each forecast is scored once; `limit` bounds one call's work.
+ */
+export async function evaluateForecasts(db: Database, limit = 20_000): Promise<number> {
+  const rows = await db.execute<{ n: number }>(
+    sql`with due as (
+          select f.id, f.region_id, f.product_id, f.origin_date, f.on_hand, f.stock
+          from forecast f
+          where f.evaluated_at is null
+            and f.origin_date + ${EVALUATION_DAYS}::int <= (
+              select max(l.origin_date) from forecast l where l.region_id = f.region_id and l.product_id = f.product_id)
+          order by f.id
+          limit ${limit}
+        ), actual as (
+          select distinct on (a.region_id, a.product_id, a.origin_date) a.region_id, a.product_id, a.origin_date, a.on_hand
+          from forecast a join (select distinct region_id, product_id from due) p using (region_id, product_id)
+          order by a.region_id, a.product_id, a.origin_date, a.id desc
+        ), errors as (
+          select d.id, count(*)::int as n, avg(abs(s.v - a.on_hand)) as mae, avg(abs(d.on_hand - a.on_hand)) as naive
+          from due d
+          cross join lateral unnest(d.stock[1:${EVALUATION_DAYS}]) with ordinality as s(v, h)
+          join actual a on a.region_id = d.region_id and a.product_id = d.product_id and a.origin_date = d.origin_date + s.h::int
+          group by d.id
+        ), scored as (
+          update forecast f set evaluated_at = now(), error_days = coalesce(e.n, 0), error_mae = e.mae, naive_mae = e.naive
+          from due d left join errors e on e.id = d.id
+          where f.id = d.id
+          returning 1
+        )
+        select count(*)::int as n from scored`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+type ForecastInsert = typeof forecastTable.$inferInsert;
+const ARRAY_COLUMNS = ["demand", "demandSd", "demandLow80", "demandHigh80", "demandLow95", "demandHigh95", "supply", "netInflow", "stock"] as const;
+
+async function insertForecasts(tx: Database, rows: ForecastInsert[]): Promise<void> {
+  const col = <K extends keyof ForecastInsert>(k: K) => rows.map((r) => r[k] ?? null);
+  const literal = (values: readonly number[]) => `{${values.join(",")}}`;
+  const first = rows[0]!;
+  await tx.execute(sql`
+    insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites,
+      on_hand, daily_demand, days_of_supply, days_to_stockout, stockout_date, stockout_probability_7d, stockout_probability_14d,
+      shortage_quantity, risk_level, demand, demand_sd, demand_low80, demand_high80, demand_low95, demand_high95, supply, net_inflow, stock)
+    select ${first.runId}, x.region_id, ${first.productId}, ${first.originDate}::date, ${(first.inputCutoff as Date).toISOString()}::timestamptz,
+      x.method, x.params::jsonb, x.demand_source, x.sites, x.on_hand, x.daily_demand, x.days_of_supply, x.days_to_stockout, x.stockout_date,
+      x.p7, x.p14, x.shortage, x.risk::risk_level, x.a0::float8[], x.a1::float8[], x.a2::float8[], x.a3::float8[], x.a4::float8[], x.a5::float8[],
+      x.a6::float8[], x.a7::float8[], x.a8::float8[]
+    from unnest(
+      ${sql.param(col("regionId"))}::int[], ${sql.param(col("method"))}::text[], ${sql.param(rows.map((r) => JSON.stringify(r.params)))}::text[],
+      ${sql.param(col("demandSource"))}::text[], ${sql.param(col("sites"))}::int[], ${sql.param(col("onHand"))}::float8[],
+      ${sql.param(col("dailyDemand"))}::float8[], ${sql.param(col("daysOfSupply"))}::float8[], ${sql.param(col("daysToStockout"))}::float8[],
+      ${sql.param(col("stockoutDate"))}::date[], ${sql.param(col("stockoutProbability7d"))}::float8[], ${sql.param(col("stockoutProbability14d"))}::float8[],
+      ${sql.param(col("shortageQuantity"))}::float8[], ${sql.param(col("riskLevel"))}::text[],
+      ${sql.join(ARRAY_COLUMNS.map((k) => sql`${sql.param(rows.map((r) => literal(r[k] as number[])))}::text[]`), sql`, `)}
+    ) as x(region_id, method, params, demand_source, sites, on_hand, daily_demand, days_of_supply, days_to_stockout, stockout_date,
+           p7, p14, shortage, risk, a0, a1, a2, a3, a4, a5, a6, a7, a8)`);
+}

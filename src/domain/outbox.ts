@@ -1,0 +1,90 @@
+// The outbox relay: events written in the same transaction as the data they describe become
+// work for the background jobs. An event is marked processed in the same transaction that turns
+// it into durable work (dirty forecast pairs in Postgres) and after its jobs were accepted by
+// the queue, so a crash or a Redis outage at any point leaves it to be relayed again, never lost;
+// relaying twice is harmless (dirty marks merge, job ids are deterministic).
+import { sql } from "drizzle-orm";
+import { z } from "zod";
+import type { Database } from "../db/index.js";
+import { markDirty, markReportsDirty } from "./forecast/pipeline.js";
+import { REPORTS_SUBMITTED_TOPIC } from "./reports/ingest.js";
+
+export const DEMAND_CHANGED_TOPIC = "demand.changed";
+
+const payloads = {
+  [REPORTS_SUBMITTED_TOPIC]: z.object({ reportIds: z.array(z.number().int().positive()) }),
+  [DEMAND_CHANGED_TOPIC]: z.object({ pairs: z.array(z.object({ regionId: z.number().int(), productId: z.number().int() })) }),
+} as const;
+
+/** A job the relay asks the queue for; the id makes a second request for the same event a no-op. */
+export interface RelayedJob {
+  name: "reports.flagOutliers";
+  data: { reportIds: number[] };
+  jobId: string;
+}
+
+export interface RelayResult {
+  events: number;
+  pairs: number;
+  /** Events whose topic or payload this version does not know; marked processed and logged. */
+  unknown: { id: number; topic: string; problem: string }[];
+}
+
+/**
+ * Relays up to `limit` pending events, oldest first. Several relays may run at once: each takes
+ * the events no other one has locked.
+ */
+export async function relayOutbox(
+  db: Database,
+  enqueue: (jobs: RelayedJob[]) => Promise<void>,
+  limit = 200,
+): Promise<RelayResult> {
+  return db.transaction(async (tx) => {
+    const events = await tx.execute<{ id: number; topic: string; payload: unknown }>(
+      sql`select id::int as id, topic, payload from outbox where processed_at is null order by id limit ${limit} for update skip locked`,
+      "objects",
+    );
+    if (events.length === 0) return { events: 0, pairs: 0, unknown: [] };
+    const reportIds: number[] = [];
+    const pairs: { regionId: number; productId: number }[] = [];
+    const jobs: RelayedJob[] = [];
+    const unknown: RelayResult["unknown"] = [];
+    for (const e of events) {
+      const schema = payloads[e.topic as keyof typeof payloads];
+      const parsed = schema?.safeParse(e.payload);
+      if (!schema || !parsed?.success) {
+        unknown.push({ id: e.id, topic: e.topic, problem: schema ? parsed!.error!.message : "unknown topic" });
+        continue;
+      }
+      if (e.topic === REPORTS_SUBMITTED_TOPIC) {
+        const ids = (parsed.data as { reportIds: number[] }).reportIds;
+        if (ids.length === 0) continue;
+        reportIds.push(...ids);
+        jobs.push({ name: "reports.flagOutliers", data: { reportIds: ids }, jobId: `outliers-${e.id}` });
+      } else {
+        pairs.push(...(parsed.data as { pairs: { regionId: number; productId: number }[] }).pairs);
+      }
+    }
+    const marked = (await markReportsDirty(tx, reportIds)) + (await markDirty(tx, pairs));
+    // Inside the transaction: if the queue refuses, nothing is marked processed.
+    if (jobs.length) await enqueue(jobs);
+    await tx.execute(sql`update outbox set processed_at = now() where id = any(${sql.param(events.map((e) => e.id))}::bigint[])`);
+    return { events: events.length, pairs: marked, unknown };
+  });
+}
+
+/** Whether any forecast work is waiting (the relay pokes the forecast queue while there is). */
+export async function forecastWorkPending(db: Database): Promise<boolean> {
+  const rows = await db.execute<{ pending: boolean }>(sql`select exists (select 1 from forecast_dirty) as pending`, "objects");
+  return rows[0]?.pending ?? false;
+}
+
+/** Deletes relayed events older than `olderThanHours`; the table keeps only recent history. */
+export async function purgeOutbox(db: Database, olderThanHours: number): Promise<number> {
+  const rows = await db.execute<{ n: number }>(
+    sql`with gone as (delete from outbox where processed_at < now() - make_interval(hours => ${olderThanHours}) returning 1)
+        select count(*)::int as n from gone`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
