@@ -279,9 +279,9 @@ describe("recomputation", () => {
     const zeros = `{${new Array(28).fill(0).join(",")}}`;
     const insert = (origin: number, onHand: number, stock: number[]) => t.db.execute(sql`insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites,
         on_hand, daily_demand, stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level,
-        demand, demand_sd, demand_low80, demand_high80, demand_low95, demand_high95, supply, net_inflow, stock)
+        demand, demand_sd, supply, net_inflow, stock)
       values (${run!.id}, ${region}, ${product}, ${day(origin)}, now(), 'test', '{}', 'test', 1, ${onHand}, 10, 0, 0, 0, 'GREEN',
-        ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${sql.param(stock)}::float8[])`);
+        ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${sql.param(stock)}::float8[])`);
     // Forecast at day -20 from 1,000: 10 a day down. What happened: 20 a day down.
     await insert(-20, 1000, Array.from({ length: 28 }, (_, h) => 1000 - 10 * (h + 1)));
     for (let k = 1; k <= 20; k++) await insert(-20 + k, 1000 - 20 * k, new Array(28).fill(1000 - 20 * k));
@@ -397,6 +397,8 @@ describe("shortages and forecast in the API", () => {
       expect(p.demand).toBeLessThanOrEqual(p.demandHigh80);
       expect(p.demandHigh80).toBeLessThanOrEqual(p.demandHigh95);
     }
+    // The spread of daily consumption (100-102) shows in the intervals: they are not points.
+    expect(f.points[0].demandHigh95 - f.points[0].demandLow95).toBeGreaterThan(0);
     expect(f.accuracy).toEqual({ evaluatedRuns: 0, relativeError: null });
     const none = await gql(planner.token, `{ forecast(regionCode: "330106", productCode: "TEST-PCR") { method } }`);
     expect(none.errors).toBeUndefined();

@@ -442,12 +442,10 @@ export const forecastTable = pgTable(
     stockoutProbability14d: doublePrecision("stockout_probability_14d").notNull(),
     shortageQuantity: doublePrecision("shortage_quantity").notNull(),
     riskLevel: riskLevelEnum("risk_level").notNull(),
+    // The 80 % and 95 % intervals are demand ± z * demand_sd, clamped at 0: derived when read
+    // rather than stored, which keeps a row small enough to stay out of TOAST.
     demand: doublePrecision("demand").array().notNull(),
     demandSd: doublePrecision("demand_sd").array().notNull(),
-    demandLow80: doublePrecision("demand_low80").array().notNull(),
-    demandHigh80: doublePrecision("demand_high80").array().notNull(),
-    demandLow95: doublePrecision("demand_low95").array().notNull(),
-    demandHigh95: doublePrecision("demand_high95").array().notNull(),
     supply: doublePrecision("supply").array().notNull(),
     netInflow: doublePrecision("net_inflow").array().notNull(),
     stock: doublePrecision("stock").array().notNull(),

@@ -10,16 +10,15 @@ type ForecastRow = {
   regionId: number;
   originDate: string;
   demand: number[];
-  demandLow80: number[];
-  demandHigh80: number[];
-  demandLow95: number[];
-  demandHigh95: number[];
+  demandSd: number[];
   supply: number[];
   netInflow: number[];
   stock: number[];
 };
 
 const NOT_VISIBLE = "not found, or not visible to you";
+const Z80 = 1.2815515655446004;
+const Z95 = 1.959963984540054;
 
 /** The region's id and path when the viewer may see its figures; a typed refusal otherwise. */
 async function visibleRegion(ctx: { db: import("../db/index.js").Database; access: { regionFiguresVisible(id: number): Promise<boolean> } }, code: string) {
@@ -132,18 +131,20 @@ const ForecastRef = builder.drizzleObject("forecastTable", {
       type: [ForecastPointRef],
       description: "One point per day of the horizon (28 days), starting the day after asOf.",
       select: {
-        columns: { originDate: true, demand: true, demandLow80: true, demandHigh80: true, demandLow95: true, demandHigh95: true, supply: true, netInflow: true, stock: true },
+        columns: { originDate: true, demand: true, demandSd: true, supply: true, netInflow: true, stock: true },
       },
       resolve: (f) => {
         const row = f as unknown as ForecastRow;
         const origin = dayNumber(row.originDate);
+        // Normal prediction intervals around the expected demand, clamped at 0 (no negative demand).
+        const band = (m: number, sd: number, z: number) => [Math.max(0, m - z * sd), Math.max(0, m + z * sd)] as const;
         return row.demand.map((demand, h) => ({
           date: dateOfDay(origin + h + 1),
           demand,
-          demandLow80: row.demandLow80[h]!,
-          demandHigh80: row.demandHigh80[h]!,
-          demandLow95: row.demandLow95[h]!,
-          demandHigh95: row.demandHigh95[h]!,
+          demandLow80: band(demand, row.demandSd[h]!, Z80)[0],
+          demandHigh80: band(demand, row.demandSd[h]!, Z80)[1],
+          demandLow95: band(demand, row.demandSd[h]!, Z95)[0],
+          demandHigh95: band(demand, row.demandSd[h]!, Z95)[1],
           supply: row.supply[h]!,
           netInflow: row.netInflow[h]!,
           stock: row.stock[h]!,

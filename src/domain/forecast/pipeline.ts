@@ -29,9 +29,6 @@ const PRODUCTION_WINDOW = 7;
 /** A product's input holding counts only when reported this recently (days before the origin). */
 const INPUT_STOCK_MAX_AGE = 14;
 
-const Z80 = 1.2815515655446004;
-const Z95 = 1.959963984540054;
-
 /** What a node contributes to its parent: additive quantities only. */
 export interface NodeOutlook {
   onHand: number;
@@ -403,7 +400,6 @@ export function applyScenario(
 
 function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof forecastTable.$inferInsert {
   const p = project({ onHand: node.onHand, demand: node.demand, demandSd: node.demandSd, supply: node.supply, netInflow: node.netInflow, thresholds: c.thresholds });
-  const band = (z: number, sign: 1 | -1) => node.demand.map((m, h) => Math.max(0, m + sign * z * node.demandSd[h]!));
   const originDay = dayNumber(c.origin);
   return {
     runId: c.runId,
@@ -426,10 +422,6 @@ function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof f
     riskLevel: p.riskLevel,
     demand: node.demand,
     demandSd: node.demandSd,
-    demandLow80: band(Z80, -1),
-    demandHigh80: band(Z80, 1),
-    demandLow95: band(Z95, -1),
-    demandHigh95: band(Z95, 1),
     supply: node.supply,
     netInflow: node.netInflow,
     stock: p.stock,
@@ -471,12 +463,13 @@ export async function readLeafInputs(
   regionIds: readonly number[],
 ): Promise<Map<number, LeafInput>> {
   const W = HISTORY_DAYS;
-  // One row per site with each column as one comma-separated list in date order: parsing a few
-  // thousand strings is much cheaper than a row object per report (float8::text is exact).
-  const column = (c: string) => sql.raw(`string_agg(coalesce(r.${c}::text, ''), ',' order by r.date) as ${c}`);
-  const sites = await tx.execute<Record<(typeof SERIES_COLUMNS)[number] | "d", string> & { site_id: string; region_id: number }>(
-    sql`select s.id as site_id, s.region_id, string_agg((r.date - ${c.origin}::date)::text, ',' order by r.date) as d,
-               ${sql.join(SERIES_COLUMNS.map(column), sql`, `)}
+  // One row per site, its reports packed into one string ("d;on_hand;consumed;…" joined by "|"):
+  // parsing a few thousand strings is much cheaper than a row object per report, and a single
+  // aggregate without ORDER BY lets Postgres hash-aggregate instead of sorting every row (float8
+  // text output is exact). Days are put in order here.
+  const sites = await tx.execute<{ site_id: string; region_id: number; rows: string }>(
+    sql`select s.id as site_id, s.region_id,
+               string_agg(concat_ws(';', r.date - ${c.origin}::date, ${sql.join(SERIES_COLUMNS.map((col) => sql.raw(`coalesce(r.${col}::text, '')`)), sql`, `)}), '|') as rows
         from site s
         join report r on r.site_id = s.id and r.product_id = ${c.productId}
           and r.date > ${c.origin}::date - ${W}::int and r.date <= ${c.origin}::date
@@ -485,28 +478,24 @@ export async function readLeafInputs(
     "objects",
   );
   const bySite = new Map<string, ReportPoint[]>();
+  const value = (v: string | undefined) => (v === undefined || v === "" ? null : Number(v));
   for (const site of sites) {
-    const d = site.d.split(",");
-    const cols = SERIES_COLUMNS.map((name) => site[name].split(","));
-    const pts: ReportPoint[] = new Array(d.length);
-    for (let i = 0; i < d.length; i++) {
-      const value = (k: number) => {
-        const v = cols[k]![i]!;
-        return v === "" ? null : Number(v);
-      };
-      pts[i] = {
+    const pts: ReportPoint[] = site.rows.split("|").map((row) => {
+      const f = row.split(";");
+      return {
         site_id: site.site_id,
         region_id: site.region_id,
-        d: Number(d[i]),
-        on_hand: value(0),
-        consumed: value(1),
-        produced: value(2),
-        received: value(3),
-        shipped: value(4),
-        stockout_hours: value(5),
-        capacity_per_day: value(6),
+        d: Number(f[0]),
+        on_hand: value(f[1]),
+        consumed: value(f[2]),
+        produced: value(f[3]),
+        received: value(f[4]),
+        shipped: value(f[5]),
+        stockout_hours: value(f[6]),
+        capacity_per_day: value(f[7]),
       };
-    }
+    });
+    pts.sort((x, y) => x.d - y.d);
     bySite.set(site.site_id, pts);
   }
 
@@ -705,7 +694,7 @@ export async function evaluateForecasts(db: Database, limit = 20_000): Promise<n
 }
 
 type ForecastInsert = typeof forecastTable.$inferInsert;
-const ARRAY_COLUMNS = ["demand", "demandSd", "demandLow80", "demandHigh80", "demandLow95", "demandHigh95", "supply", "netInflow", "stock"] as const;
+const ARRAY_COLUMNS = ["demand", "demandSd", "supply", "netInflow", "stock"] as const;
 
 async function insertForecasts(tx: Database, rows: ForecastInsert[]): Promise<void> {
   const col = <K extends keyof ForecastInsert>(k: K) => rows.map((r) => r[k] ?? null);
@@ -714,11 +703,10 @@ async function insertForecasts(tx: Database, rows: ForecastInsert[]): Promise<vo
   await tx.execute(sql`
     insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites,
       on_hand, daily_demand, days_of_supply, days_to_stockout, stockout_date, stockout_probability_7d, stockout_probability_14d,
-      shortage_quantity, risk_level, demand, demand_sd, demand_low80, demand_high80, demand_low95, demand_high95, supply, net_inflow, stock)
+      shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
     select ${first.runId}, x.region_id, ${first.productId}, ${first.originDate}::date, ${(first.inputCutoff as Date).toISOString()}::timestamptz,
       x.method, x.params::jsonb, x.demand_source, x.sites, x.on_hand, x.daily_demand, x.days_of_supply, x.days_to_stockout, x.stockout_date,
-      x.p7, x.p14, x.shortage, x.risk::risk_level, x.a0::float8[], x.a1::float8[], x.a2::float8[], x.a3::float8[], x.a4::float8[], x.a5::float8[],
-      x.a6::float8[], x.a7::float8[], x.a8::float8[]
+      x.p7, x.p14, x.shortage, x.risk::risk_level, x.a0::float8[], x.a1::float8[], x.a2::float8[], x.a3::float8[], x.a4::float8[]
     from unnest(
       ${sql.param(col("regionId"))}::int[], ${sql.param(col("method"))}::text[], ${sql.param(rows.map((r) => JSON.stringify(r.params)))}::text[],
       ${sql.param(col("demandSource"))}::text[], ${sql.param(col("sites"))}::int[], ${sql.param(col("onHand"))}::float8[],
@@ -727,5 +715,5 @@ async function insertForecasts(tx: Database, rows: ForecastInsert[]): Promise<vo
       ${sql.param(col("shortageQuantity"))}::float8[], ${sql.param(col("riskLevel"))}::text[],
       ${sql.join(ARRAY_COLUMNS.map((k) => sql`${sql.param(rows.map((r) => literal(r[k] as number[])))}::text[]`), sql`, `)}
     ) as x(region_id, method, params, demand_source, sites, on_hand, daily_demand, days_of_supply, days_to_stockout, stockout_date,
-           p7, p14, shortage, risk, a0, a1, a2, a3, a4, a5, a6, a7, a8)`);
+           p7, p14, shortage, risk, a0, a1, a2, a3, a4)`);
 }
