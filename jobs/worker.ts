@@ -1,5 +1,6 @@
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import type { Config } from "../src/config.js";
+import { DomainError } from "../src/domain/errors.js";
 import type { Database } from "../src/db/index.js";
 import type { Logger } from "../src/logger.js";
 import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain/outbox.js";
@@ -61,7 +62,14 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
         const parsed = definition.payload.safeParse(job.data);
         // A malformed payload will not improve with retries.
         if (!parsed.success) throw new UnrecoverableError(`invalid payload for ${job.name}: ${parsed.error.message}`);
-        return processor(parsed.data, { db: deps.db, logger: deps.logger.child({ job: job.name, jobId: job.id }) });
+        try {
+          return await processor(parsed.data, { db: deps.db, logger: deps.logger.child({ job: job.name, jobId: job.id }) });
+        } catch (error) {
+          // A domain error (bad data, a refused input) is the same on every attempt: fail now and
+          // keep the message; anything else (a lost connection, a deadlock) is retried with backoff.
+          if (error instanceof DomainError) throw new UnrecoverableError(`${job.name}: ${error.message}`);
+          throw error;
+        }
       },
       { connection: deps.connection, prefix, concurrency: queueConfig.concurrency, autorun: true },
     );

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkRegistry, startWorker, type RunningWorker } from "../jobs/worker.js";
 import { JOBS, SCHEDULES } from "../jobs/definitions.js";
 import { processors } from "../jobs/processors/index.js";
+import { badInput } from "../src/domain/errors.js";
 import { createLogger } from "../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld } from "./helpers/fixtures.js";
@@ -83,5 +84,51 @@ describe("maintenance.purgeIdempotencyKeys", () => {
     await expect(job.waitUntilFinished(events, 10_000)).rejects.toThrow(/invalid payload for maintenance.purgeIdempotencyKeys/);
     const failed = await queue.getJob("purge-bad");
     expect(failed?.attemptsMade).toBe(1);
+  });
+});
+
+describe("failures inside a processor", () => {
+  it("fails a domain error at once with its message, and retries anything else", async () => {
+    const p2 = `{test-${randomBytes(4).toString("hex")}}`;
+    let transient = 0;
+    const w2 = await startWorker({
+      config: { QUEUE_PREFIX: p2, IDEMPOTENCY_TTL_HOURS: 72 },
+      db: t.db,
+      logger: createLogger({ LOG_LEVEL: "silent" }),
+      connection,
+      relayIntervalMs: 0,
+      processors: {
+        ...processors,
+        "maintenance.purgeOutbox": async () => {
+          throw badInput("olderThanHours is too small for this database; use at least 24");
+        },
+        "maintenance.purgeIdempotencyKeys": async () => {
+          if (++transient < 3) throw new Error("connection reset");
+          return { deleted: 0 };
+        },
+      },
+    });
+    const ev = new QueueEvents("maintenance", { connection, prefix: p2 });
+    await ev.waitUntilReady();
+    try {
+      const queue = w2.queues.get("maintenance")!;
+      const bad = await queue.add("maintenance.purgeOutbox", { olderThanHours: 1 }, { jobId: "domain", attempts: 5, backoff: { type: "fixed", delay: 10 } });
+      await expect(bad.waitUntilFinished(ev, 10_000)).rejects.toThrow(/use at least 24/);
+      expect((await queue.getJob("domain"))?.attemptsMade).toBe(1);
+      const flaky = await queue.add("maintenance.purgeIdempotencyKeys", { olderThanHours: 1 }, { jobId: "flaky", attempts: 5, backoff: { type: "fixed", delay: 10 } });
+      expect(await flaky.waitUntilFinished(ev, 10_000)).toEqual({ deleted: 0 });
+      expect((await queue.getJob("flaky"))?.attemptsMade).toBe(3);
+    } finally {
+      await ev.close();
+      await w2.close();
+      const redis = new Redis(TEST_REDIS_URL);
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `${p2}:*`, "COUNT", 500);
+        if (keys.length) await redis.del(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+      await redis.quit();
+    }
   });
 });
