@@ -4,7 +4,7 @@
 // of concurrent clients and the same batch size. See BENCHMARKS.md for recorded figures.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -26,7 +26,7 @@ import { formatProfile, profileInProcess, summarizeProfile, type CpuProfile } fr
 import { cpuSnapshot, cpuSpent, peakRssMiB, processCpuSeconds, type CpuSpent } from "./lib/system.js";
 
 export const INGEST_USAGE = `  ingest [--rows N] [--repeat N] [--batch N] [--clients N] [--orgs N] [--warmup N] [--sites N]
-         [--only baseline,write,storage,http] [--profile]
+         [--only baseline,write,storage,http] [--profile] [--profile-dir DIR]
       Report ingestion: a bare unnest INSERT vs the storage step (insertNewReports, the write
       submitReports sends) vs the whole submitReports call in-process vs HTTP GraphQL submitReports.
       Each of --orgs reporting organizations (default: one per client, as in a national system
@@ -35,7 +35,8 @@ export const INGEST_USAGE = `  ingest [--rows N] [--repeat N] [--batch N] [--cli
       the worst case for the per-site ordering of writes.
       Defaults: --rows 200000 --repeat 3 --batch 1000 --clients 4 --warmup 10 (batches) --sites 50.
       --profile adds one extra, untimed run of the storage step and of the HTTP path under a CPU
-      profiler and prints where the JavaScript time goes. Needs PostgreSQL and Redis; set
+      profiler and prints where the JavaScript time goes; --profile-dir keeps the API child's
+      .cpuprofile there (open it in Chrome DevTools). Needs PostgreSQL and Redis; set
       BENCH_DATABASE_URL (admin connection, default postgres://postgres@127.0.0.1:5432/postgres)
       and BENCH_REDIS_URL (default redis://127.0.0.1:6379) to use others.`;
 
@@ -62,6 +63,7 @@ interface Options {
   only: ContenderName[];
   orgs: number;
   profile: boolean;
+  profileDir: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -78,6 +80,7 @@ function parseOptions(argv: string[]): Options {
       sites: { type: "string" },
       only: { type: "string" },
       profile: { type: "boolean" },
+      "profile-dir": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -102,7 +105,8 @@ function parseOptions(argv: string[]): Options {
     sites: int("sites", values.sites, 50, 1, 10_000),
     orgs: int("orgs", values.orgs, int("clients", values.clients, 4, 1, 64), 1, 64),
     only,
-    profile: values.profile ?? false,
+    profile: (values.profile ?? false) || values["profile-dir"] !== undefined,
+    profileDir: values["profile-dir"],
   };
 }
 
@@ -344,6 +348,9 @@ function timingTransactions(db: Database, spent: { ms: number }): Database {
   });
 }
 
+const NO_FLAGS: readonly string[] = Object.freeze([]);
+const BACKFILL_ONLY: readonly string[] = Object.freeze(["BACKFILL"]);
+
 /**
  * The storage step alone: the very INSERT statement submitReports sends for new reports
  * (`insertNewReports`, imported, not copied), with the rows already validated and merged, as the
@@ -362,11 +369,10 @@ function writeContender(url: string, clients: number, userId: string, backfillBe
           siteId,
           productId: c.productId[i]!,
           day,
-          values: {
-            onHand: c.onHand[i]!, produced: c.produced[i]!, capacityPerDay: c.capacityPerDay[i]!, consumed: c.consumed[i]!,
-            received: c.received[i]!, shipped: c.shipped[i]!, backlog: c.backlog[i]!, stockoutHours: c.stockoutHours[i]!,
-          },
-          flags: day < backfillBefore ? ["BACKFILL"] : [],
+          onHand: c.onHand[i]!, produced: c.produced[i]!, capacityPerDay: c.capacityPerDay[i]!, consumed: c.consumed[i]!,
+          received: c.received[i]!, shipped: c.shipped[i]!, backlog: c.backlog[i]!, stockoutHours: c.stockoutHours[i]!,
+          // Shared frozen lists, as the service's flag computation gives them.
+          flags: day < backfillBefore ? BACKFILL_ONLY : NO_FLAGS,
         };
       });
       prepared.set(batch, rows);
@@ -377,7 +383,7 @@ function writeContender(url: string, clients: number, userId: string, backfillBe
     name: "write",
     async runBatch(batch) {
       const ids = await insertNewReports(handle.db, userId, rowsOf(batch));
-      if (ids.size !== batch.size) throw new Error(`insertNewReports stored ${ids.size} of ${batch.size} rows`);
+      if (ids.length !== batch.size) throw new Error(`insertNewReports stored ${ids.length} of ${batch.size} rows`);
     },
     close: () => handle.close(),
   };
@@ -807,6 +813,12 @@ async function profileRuns(url: string, world: World, batches: Batch[], options:
       const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
       if (!file) throw new Error(`the API process wrote no CPU profile into ${dir}:\n${api.output()}`);
       const profile = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as CpuProfile;
+      if (options.profileDir) {
+        mkdirSync(options.profileDir, { recursive: true });
+        const kept = path.join(options.profileDir, `api-${new Date().toISOString().replace(/[:.]/g, "-")}.cpuprofile`);
+        copyFileSync(path.join(dir, file), kept);
+        console.log(`API child profile kept in ${kept}`);
+      }
       console.log(formatProfile("API child, during the run", summarizeProfile(profile, window)));
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -119,6 +119,82 @@ export async function upsertProduct(db: Database, actor: Actor, input: UpsertPro
   });
 }
 
+/** A product as report ingestion needs it: its id and units, for unit conversion. */
+export interface CatalogProduct {
+  id: number;
+  code: string;
+  baseUnit: string;
+  /** The base unit and the declared pack units, by lower-case name, with their factor (1 for the base unit). */
+  factors: Map<string, number>;
+  /** The base unit, then the pack units by name, for messages. */
+  unitNames: string[];
+  /** `xmin` and `updated_at` of the product row this was read with. */
+  version: string;
+}
+
+/**
+ * Per-process cache of products by code, one per database handle. Every use checks it against the
+ * database (see {@link productsByCode}), so it saves the reads of units, never a check.
+ */
+const productCaches = new WeakMap<object, Map<string, CatalogProduct>>();
+
+/**
+ * The products named by `codes` (those that exist), with their units, as of this statement.
+ *
+ * Cached per process and checked on every call: one index probe per code reads the product row's
+ * `xmin` and `updated_at`, and only products whose row changed since they were cached are read
+ * again with their units. This is sound because pack units change only in {@link upsertProduct},
+ * which always rewrites the product row (`ON CONFLICT DO UPDATE`, a new row version with a new
+ * `xmin`) in the same transaction: units that differ from the cached ones come with a product row
+ * version that differs too. A product and its units are read in one statement, so a cached entry
+ * is one consistent snapshot. `cacheKey` is the long-lived database handle (`tx` may be a
+ * transaction of it).
+ */
+export async function productsByCode(cacheKey: object, tx: Database, codes: readonly string[]): Promise<Map<string, CatalogProduct>> {
+  let cache = productCaches.get(cacheKey);
+  if (!cache) productCaches.set(cacheKey, (cache = new Map()));
+  const found = new Map<string, CatalogProduct>();
+  if (!codes.length) return found;
+  const current = await tx.execute<{ code: string; version: string }>(
+    sql`select code, xmin::text || '/' || updated_at::text as version from product where code = any(${sql.param(codes)}::text[])`,
+    "objects",
+  );
+  const stale: string[] = [];
+  for (const { code, version } of current) {
+    const cached = cache.get(code);
+    if (cached && cached.version === version) found.set(code, cached);
+    else stale.push(code);
+  }
+  if (!stale.length) return found;
+  const rows = await tx.execute<{ id: number; code: string; base_unit: string; version: string; name: string | null; factor: number | null }>(
+    sql`select p.id, p.code, p.base_unit, p.xmin::text || '/' || p.updated_at::text as version, u.name, u.factor
+        from product p left join pack_unit u on u.product_id = p.id
+        where p.code = any(${sql.param(stale)}::text[])
+        order by p.code, u.name`,
+    "objects",
+  );
+  for (const r of rows) {
+    let product = found.get(r.code);
+    if (!product || product.version !== r.version) {
+      product = {
+        id: Number(r.id),
+        code: r.code,
+        baseUnit: r.base_unit,
+        factors: new Map([[r.base_unit.toLowerCase(), 1]]),
+        unitNames: [r.base_unit],
+        version: r.version,
+      };
+      found.set(r.code, product);
+      cache.set(r.code, product);
+    }
+    if (r.name !== null) {
+      product.factors.set(r.name.toLowerCase(), Number(r.factor));
+      product.unitNames.push(r.name);
+    }
+  }
+  return found;
+}
+
 /**
  * The SPEC's default catalog. Bill-of-materials quantities are typical published figures
  * (a surgical mask holds about 1 g of melt-blown fabric, an N95 about 4 g, a coverall about
