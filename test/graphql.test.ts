@@ -153,3 +153,30 @@ describe("reports over GraphQL", () => {
     expect(capped.data.reports.pageInfo.hasNextPage).toBe(true);
   });
 });
+
+describe("submitReports on the compiled path (graphql-jit) answers exactly as the standard executor", () => {
+  // Without `reports` the operation runs compiled; asking for `reports` (type-level auth checks)
+  // sends the same operation through graphql-js. Both must answer alike, errors included.
+  const op = (extra: string) =>
+    `mutation($r: [ReportInput!]!, $k: String) { submitReports(reports: $r, idempotencyKey: $k) { accepted rejected { index field message }${extra} } }`;
+  const row = { siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: yesterday(), onHand: 5 };
+  const cases: [string, string | null, () => Record<string, unknown>][] = [
+    ["a figure that is not a number", "reporter", () => ({ r: [{ ...row, onHand: "x" }] })],
+    ["a missing required field", "reporter", () => ({ r: [{ productCode: "MASK-N95", date: yesterday() }] })],
+    ["a malformed date", "reporter", () => ({ r: [{ ...row, date: "2026-02-30" }] })],
+    ["more than 5,000 rows", "reporter", () => ({ r: Array.from({ length: 5001 }, () => row) })],
+    ["no token", null, () => ({ r: [row] })],
+    ["a good row and a bad one", "reporter", () => ({ r: [row, { ...row, siteCode: "NJ-NW-1" }] })],
+  ];
+  it.each(cases)("%s", async (_name, who, variables) => {
+    const token = who ? reporter.token : null;
+    const compiled = await gql(token, op(""), { ...variables(), k: `jit-${Math.random()}` });
+    const standard = await gql(token, op(" reports { id }"), { ...variables(), k: `std-${Math.random()}` });
+    expect(compiled.status).toBe(standard.status);
+    expect(compiled.errors).toEqual(standard.errors);
+    if (standard.data?.submitReports) {
+      const { reports: _reports, ...rest } = standard.data.submitReports;
+      expect(compiled.data.submitReports).toEqual(rest);
+    } else expect(compiled.data ?? null).toEqual(standard.data ?? null);
+  });
+});
