@@ -136,18 +136,26 @@ function checkHistory(history: LeafHistory, horizon: number): number {
  * the caller has already adjusted each site's own stock-outs).
  */
 function forecastConsumption(h: LeafHistory, n: number, horizon: number): LeafOutlook | null {
-  const reported: number[] = [];
-  for (let i = 0; i < n; i++) if (h.consumed[i] !== null) reported.push(i);
-  const first = reported[0];
-  const last = reported.at(-1);
-  if (first === undefined || last === undefined) return null;
-  if (reported.length < MIN_CONSUMPTION_DAYS || n - 1 - last > MAX_CONSUMPTION_AGE) return null;
+  let first = -1;
+  let last = -1;
+  let days = 0;
+  for (let i = 0; i < n; i++) {
+    if (h.consumed[i] === null) continue;
+    if (first < 0) first = i;
+    last = i;
+    days++;
+  }
+  if (first < 0 || days < MIN_CONSUMPTION_DAYS || n - 1 - last > MAX_CONSUMPTION_AGE) return null;
 
   const censored = (i: number) => h.onHand[i] === 0;
   const known: (number | null)[] = [];
-  for (let i = first; i <= last; i++) known.push(censored(i) ? null : h.consumed[i] ?? null);
+  let anyKnown = false;
+  for (let i = first; i <= last; i++) {
+    const c = censored(i) ? null : h.consumed[i] ?? null;
+    known.push(c);
+    if (c !== null) anyKnown = true;
+  }
   // A region out of stock on every reported day leaves only the censored figures to go by.
-  const anyKnown = known.some((v) => v !== null);
   const base = fillGaps(anyKnown ? known : h.consumed.slice(first, last + 1));
   const series = base.map((b, k) => {
     const c = h.consumed[first + k] ?? null;
@@ -225,8 +233,10 @@ function forecastDrawdown(h: LeafHistory, n: number, horizon: number): LeafOutlo
 function reportingDips(moves: readonly Move[]): Set<number> {
   // Moves that changed the stock: where sites are carried forward between weekly reports, most
   // days do not move it, and a median of zero would make every real fall look big.
-  const perDay = moves.filter((m) => m.change !== 0).map((m) => Math.abs(m.change) / (m.to - m.from)).sort((a, b) => a - b);
-  const typical = median(perDay);
+  const perDay = new Float64Array(moves.length);
+  let count = 0;
+  for (const m of moves) if (m.change !== 0) perDay[count++] = Math.abs(m.change) / (m.to - m.from);
+  const typical = median(perDay.subarray(0, count).sort());
   const out = new Set<number>();
   if (typical === 0) return out;
   for (let k = 0; k + 1 < moves.length; k++) {
@@ -252,23 +262,76 @@ function reportingDips(moves: readonly Move[]): Set<number> {
  */
 function clipFalls(daily: (number | null)[]): void {
   const source = [...daily];
+  // The falls of the CLIP_WINDOW days before day i, kept sorted as the window slides: one day
+  // leaves and one enters per step, so there is no sort per day (this ran for every day of every
+  // series, and sorting dominated the drawdown forecast). Days the stock did not move are left
+  // out: with sites carried forward between weekly reports the falls are a few large ones among
+  // zeros, and against the zeros every one of them would be an outlier.
+  const window = new Float64Array(CLIP_WINDOW);
+  const deviations = new Float64Array(CLIP_WINDOW);
+  let size = 0;
   for (let i = 0; i < source.length; i++) {
+    const leaving = i - CLIP_WINDOW - 1 >= 0 ? source[i - CLIP_WINDOW - 1] : null;
+    if (leaving) size = removeSorted(window, size, leaving);
+    const entering = i >= 1 ? source[i - 1] : null;
+    if (entering) size = insertSorted(window, size, entering);
     const v = source[i];
-    if (v === null || v === undefined) continue;
-    const window: number[] = [];
-    // Days the stock did not move are left out: with sites carried forward between weekly
-    // reports the falls are a few large ones among zeros, and against the zeros every one of
-    // them would be an outlier.
-    for (let k = Math.max(0, i - CLIP_WINDOW); k < i; k++) if (source[k]) window.push(source[k] as number);
-    if (window.length < CLIP_MIN_DAYS) continue;
-    window.sort((a, b) => a - b);
-    const med = median(window);
-    const deviations = window.map((x) => Math.abs(x - med)).sort((a, b) => a - b);
-    const mad = median(deviations);
+    if (v === null || v === undefined || size < CLIP_MIN_DAYS) continue;
+    const med = median(window, size);
+    // The median deviation needs the smallest half of the deviations only.
+    sortedDeviations(window, size, med, deviations, (size >> 1) + 1);
+    const mad = median(deviations, size);
     // Half the window or more on one value makes the MAD 0: the mean absolute deviation stands in
     // (scaled to the same normal consistency), and with no spread at all nothing is capped.
-    const spread = mad > 0 ? mad / 0.6745 : (1.2533 * deviations.reduce((a, b) => a + b, 0)) / deviations.length;
+    let spread = mad / 0.6745;
+    if (!(mad > 0)) {
+      sortedDeviations(window, size, med, deviations, size);
+      let sum = 0;
+      for (let k = 0; k < size; k++) sum += deviations[k]!;
+      spread = (1.2533 * sum) / size;
+    }
     if (spread > 0) daily[i] = Math.min(v, med + OUTLIER_Z * spread);
+  }
+}
+
+/** Inserts x into the ascending sorted[0..size); returns the new size. */
+function insertSorted(sorted: Float64Array, size: number, x: number): number {
+  let k = size;
+  while (k > 0 && sorted[k - 1]! > x) {
+    sorted[k] = sorted[k - 1]!;
+    k--;
+  }
+  sorted[k] = x;
+  return size + 1;
+}
+
+/** Removes one x from the ascending sorted[0..size) (it is there); returns the new size. */
+function removeSorted(sorted: Float64Array, size: number, x: number): number {
+  let k = 0;
+  while (k < size - 1 && sorted[k] !== x) k++;
+  for (; k < size - 1; k++) sorted[k] = sorted[k + 1]!;
+  return size - 1;
+}
+
+/**
+ * The `count` smallest of |x - med| for x in the ascending sorted[0..size), ascending, into out:
+ * the deviations below the median grow leftwards and those above it rightwards, so a merge of the
+ * two runs sorts them.
+ */
+function sortedDeviations(sorted: Float64Array, size: number, med: number, out: Float64Array, count: number): void {
+  let right = 0;
+  while (right < size && sorted[right]! < med) right++;
+  let left = right - 1;
+  for (let k = 0; k < count; k++) {
+    const below = left >= 0 ? med - sorted[left]! : Infinity;
+    const above = right < size ? sorted[right]! - med : Infinity;
+    if (below <= above) {
+      out[k] = below;
+      left--;
+    } else {
+      out[k] = above;
+      right++;
+    }
   }
 }
 
@@ -330,10 +393,8 @@ function netTrend(moves: readonly Move[], h: LeafHistory, unexplained: (day: num
 function demandForecast(series: number[], horizon: number, lag: number): DemandForecast {
   const f = forecastDemand(series, { horizon: Math.min(MAX_HORIZON, horizon + lag) });
   // A lag so long that the horizon would pass MAX_HORIZON keeps the last days' forecast.
-  const cut = (xs: number[]) => {
-    const tail = xs.slice(Math.min(lag, xs.length - horizon));
-    return tail.slice(0, horizon);
-  };
+  const from = Math.min(lag, f.mean.length - horizon);
+  const cut = (xs: number[]) => xs.slice(from, from + horizon);
   return { ...f, mean: cut(f.mean), low80: cut(f.low80), high80: cut(f.high80), low95: cut(f.low95), high95: cut(f.high95) };
 }
 
@@ -396,9 +457,9 @@ function fillGaps(values: readonly (number | null)[]): number[] {
   return out;
 }
 
-/** Median of an ascending array (0 when empty). */
-function median(sorted: readonly number[]): number {
-  if (sorted.length === 0) return 0;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+/** Median of the ascending sorted[0..length) (0 when empty). */
+function median(sorted: ArrayLike<number>, length = sorted.length): number {
+  if (length === 0) return 0;
+  const mid = length >> 1;
+  return length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
