@@ -5,7 +5,6 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import postgres from "postgres";
 import { sql } from "drizzle-orm";
 import { startWorker } from "../jobs/worker.js";
@@ -20,6 +19,7 @@ import { createRegions } from "../src/domain/regions.js";
 import { systemActor } from "../src/domain/viewer.js";
 import { createLogger } from "../src/logger.js";
 import { peakRssMiB } from "./lib/system.js";
+import { clearRedisPrefix } from "../test/helpers/redis.js";
 
 export const FORECAST_USAGE = `  forecast   full forecast recompute vs the bare kernel, and report-to-forecast latency
              --leaves N (3750 counties) --products N (16) --days N (180) --samples N (40 latency samples) --keep (leave the database for inspection)`;
@@ -231,14 +231,7 @@ export async function runForecastBench(argv: string[]) {
       }
     } finally {
       await worker.close();
-      const redis = new Redis(REDIS_URL);
-      let cursor = "0";
-      do {
-        const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
-        if (keys.length) await redis.del(...keys);
-        cursor = next;
-      } while (cursor !== "0");
-      await redis.quit();
+      await clearRedisPrefix(REDIS_URL, prefix);
     }
     latencies.sort((a, b) => a - b);
     const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)]!;

@@ -2,6 +2,7 @@
 // path measured in the same run; the recorded figures live in BENCHMARKS.md.
 import { FORECAST_USAGE, runForecastBench } from "./forecast.js";
 import { INGEST_USAGE, runIngestBench } from "./ingest.js";
+import { MATCH_USAGE, runMatchBench } from "./match.js";
 
 interface Bench {
   usage: string;
@@ -11,6 +12,7 @@ interface Bench {
 const BENCHES: Record<string, Bench> = {
   ingest: { usage: INGEST_USAGE, run: runIngestBench },
   forecast: { usage: FORECAST_USAGE, run: runForecastBench },
+  match: { usage: MATCH_USAGE, run: runMatchBench },
 };
 
 const USAGE = `Usage: npm run bench -- <name> [options]

@@ -10,6 +10,7 @@ export const QUEUES = {
   // keep workers on different products.
   forecast: { concurrency: 1 },
   reports: { concurrency: 2 },
+  matching: { concurrency: 1 },
 } as const satisfies Record<string, { concurrency: number }>;
 export type QueueName = keyof typeof QUEUES;
 
@@ -35,6 +36,16 @@ export const JOBS = {
   /** Scores past forecasts against what happened. */
   "forecast.evaluate": {
     queue: "forecast",
+    payload: z.object({}).strict(),
+  },
+  /** Recomputes the proposals of one product and kind; enqueued by the relay after forecasts change. */
+  "matching.recompute": {
+    queue: "matching",
+    payload: z.object({ productId: z.number().int().positive(), kind: z.enum(["DOWNSTREAM", "UPSTREAM"]) }).strict(),
+  },
+  /** Expires unanswered proposals and accepted matches never fulfilled. */
+  "matching.expire": {
+    queue: "matching",
     payload: z.object({}).strict(),
   },
   "reports.flagOutliers": {
@@ -73,6 +84,12 @@ export const SCHEDULES: ScheduleDefinition[] = [
     id: "forecast-recompute-all-daily",
     job: "forecast.recomputeAll",
     pattern: "30 2 * * *",
+    payload: () => ({}),
+  },
+  {
+    id: "matching-expire-daily",
+    job: "matching.expire",
+    pattern: "45 2 * * *",
     payload: () => ({}),
   },
   {

@@ -126,7 +126,7 @@ function startRelay(deps: WorkerDeps, queues: Map<QueueName, Queue>) {
       byQueue.set(queue, [...(byQueue.get(queue) ?? []), job]);
     }
     for (const [queue, list] of byQueue) {
-      await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, jobId: j.jobId } })));
+      await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, jobId: j.jobId, ...(j.delay ? { delay: j.delay } : {}) } })));
     }
   };
   const pokeForecast = async (trigger: "reports" | "sweep") => {

@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { schema } from "../src/graphql/schema.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
@@ -19,6 +20,8 @@ let orgId: string;
 let reportId: string;
 let own = 0;
 let adminTokenId: string;
+const matchIds: string[] = [];
+let nextMatch = 0;
 
 beforeAll(async () => {
   t = await createTestDatabase();
@@ -33,6 +36,19 @@ beforeAll(async () => {
   const r = await gql(tokens.REPORTER, `mutation { submitReports(reports: [{ siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: "2026-01-05", onHand: 1 }]) { reports { id site { organization { id } } } } }`);
   reportId = r.data.submitReports.reports[0].id;
   orgId = r.data.submitReports.reports[0].site.organization.id;
+  const [run] = await t.db.execute<{ id: number }>(
+    sql`insert into match_run (kind, product_id, trigger) values ('DOWNSTREAM', (select id from product where code = 'MASK-N95'), 'test') returning id::int`,
+    "objects",
+  );
+  for (let i = 0; i < 10; i++) {
+    const [m] = await t.db.execute<{ id: string }>(
+      sql`insert into match (run_id, kind, product_id, from_site_id, to_region_id, quantity, cost, urgency)
+          values (${run!.id}, 'DOWNSTREAM', (select id from product where code = 'MASK-N95'), ${world.makerSite.id},
+                  (select id from region where code = '330102'), 10, 0, 1) returning id`,
+      "objects",
+    );
+    matchIds.push(Buffer.from(`Match:${m!.id}`).toString("base64"));
+  }
 });
 afterAll(async () => t?.drop());
 
@@ -83,6 +99,14 @@ const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, 
   requests: { ok: ["ADMIN", "PLANNER", "PROCUREMENT"], call: () => ["{ requests { edges { node { id quantity } } } }"] },
   shortages: { ok: ["ADMIN", "PLANNER"], call: () => ['{ shortages(regionCode: "330000") { edges { node { riskLevel region { code } } } } }'] },
   forecast: { ok: ["ADMIN", "PLANNER"], call: () => ['{ forecast(regionCode: "330000", productCode: "MASK-N95") { method points { demand } } }'] },
+  matches: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ matches { edges { node { quantity status } } } }"] },
+  bottlenecks: { ok: ["ADMIN", "PLANNER"], call: () => ['{ bottlenecks(regionCode: "330000") { lostQuantity } }'] },
+  // A fresh PROPOSED match from the manufacturer's plant to Shangcheng per call: the planner (its
+  // region) and the supplier may answer it, the hospital's procurement may not see it.
+  respondToMatch: {
+    ok: ["ADMIN", "PLANNER", "REPORTER"],
+    call: () => ["mutation($id: ID!) { respondToMatch(id: $id, accept: true) { status } }", { id: matchIds[nextMatch++] }],
+  },
   reportingCompleteness: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingCompleteness(regionCode: "330000", date: "2026-01-05") { expectedSites region { code } } }'] },
 };
 

@@ -5,7 +5,6 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Redis } from "ioredis";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { forecastJobFor, FORECAST_DEBOUNCE_MS, SCHEDULES } from "../jobs/definitions.js";
@@ -17,6 +16,7 @@ import { freePort } from "../src/redis.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, type TestUser } from "./helpers/fixtures.js";
 import { TEST_REDIS_URL } from "./helpers/env.js";
+import { clearRedisPrefix } from "./helpers/redis.js";
 
 const lastDay = dayNumber(new Date(Date.now() - 86_400_000).toISOString().slice(0, 10));
 const day = (offset: number) => dateOfDay(lastDay + offset);
@@ -24,17 +24,6 @@ const logger = createLogger({ LOG_LEVEL: "silent" });
 
 let t: TestDatabase;
 let reporter: TestUser;
-
-async function clearPrefix(url: string, prefix: string) {
-  const redis = new Redis(url);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
-    if (keys.length) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-  await redis.quit();
-}
 
 /** The newest forecast of Xihu for a product, with when it was computed. */
 async function xihuForecast(productCode: string) {
@@ -108,7 +97,7 @@ describe("debounced forecast jobs", () => {
       expect(outlierJobs.filter((j) => j.name === "reports.flagOutliers").map((j) => j.id).sort()).toHaveLength(20);
     } finally {
       await worker.close();
-      await clearPrefix(TEST_REDIS_URL, prefix);
+      await clearRedisPrefix(TEST_REDIS_URL, prefix);
     }
   });
 
@@ -183,7 +172,7 @@ describe("Redis away", () => {
       expect(left!.n).toBe(0);
     } finally {
       await worker.close();
-      await clearPrefix(`redis://127.0.0.1:${port}`, prefix);
+      await clearRedisPrefix(`redis://127.0.0.1:${port}`, prefix);
     }
   });
 });

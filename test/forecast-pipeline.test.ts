@@ -69,7 +69,7 @@ beforeAll(async () => {
 afterAll(async () => t?.drop());
 
 beforeEach(async () => {
-  await t.db.execute(sql`truncate report, report_revision, outbox, forecast_run, forecast, forecast_latest, forecast_dirty, demand_scenario cascade`);
+  await t.db.execute(sql`truncate report, report_revision, outbox, forecast_run, forecast, forecast_latest, forecast_dirty, demand_scenario, bottleneck cascade`);
 });
 
 describe("projection from reports (answers known by hand)", () => {
@@ -140,10 +140,25 @@ describe("projection from reports (answers known by hand)", () => {
     await runJobs();
     const shangcheng = (await latest("MASK-N95")).get("330102")!;
     expect(shangcheng.supply.slice(0, 5)).toEqual([10_000, 10_000, 10_000, 0, 0].map((v) => expect.closeTo(v, 6)));
+    // The bottleneck, by region up the tree: 28 days x 10,000 planned, 30,000 possible; 4 g each.
+    const limits = await t.db.execute<{ code: string; input: string; lost_quantity: number; input_short: number }>(
+      sql`select r.code, i.code as input, b.lost_quantity, b.input_short from bottleneck b
+          join forecast_latest l on l.forecast_id = b.forecast_id join region r on r.id = b.region_id
+          join product i on i.id = b.input_product_id where b.product_id = (select id from product where code = 'MASK-N95') order by r.path`,
+      "objects",
+    );
+    expect(limits.map((l) => [l.code, l.input])).toEqual([["CN", "MELTBLOWN-PP"], ["330000", "MELTBLOWN-PP"], ["330100", "MELTBLOWN-PP"], ["330102", "MELTBLOWN-PP"]]);
+    for (const l of limits) {
+      expect(l.lost_quantity).toBeCloseTo(250_000, 6);
+      expect(l.input_short).toBeCloseTo(1000, 6);
+    }
     // More melt-blown arrives: the line runs on (at its recent output, within capacity).
     await submit(maker, [{ siteCode: "HZ-MASK-1", productCode: "MELTBLOWN-PP", date: day(0), onHand: 10_000 }]);
     await runJobs();
     expect((await latest("MASK-N95")).get("330102")!.supply.slice(0, 5)).toEqual(new Array(5).fill(expect.closeTo(10_000, 6)));
+    const [{ n }] = (await t.db.execute<{ n: number }>(
+      sql`select count(*)::int as n from bottleneck b join forecast_latest l on l.forecast_id = b.forecast_id`, "objects")) as [{ n: number }];
+    expect(n).toBe(0);
   });
 
   it("caps production at the latest reported capacity", async () => {
@@ -442,7 +457,7 @@ describe("on the embedded PGlite database", () => {
     const r = await submitReports(p.db, user.actor, rows as never, { backfillDays: 400 });
     expect(r.rejected).toEqual([]);
     const relayed: number[][] = [];
-    await relayOutbox(p.db, async (jobs) => void relayed.push(...jobs.map((j) => j.data.reportIds)));
+    await relayOutbox(p.db, async (jobs) => void relayed.push(...jobs.flatMap((j) => (j.name === "reports.flagOutliers" ? [j.data.reportIds] : []))));
     const run = await recomputeDirty(p.db, { trigger: "manual" });
     expect(run.series).toBe(4);
     const [f] = await p.db.execute<{ risk_level: string; daily_demand: number; stock: number[] }>(

@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { QueueEvents } from "bullmq";
-import { Redis } from "ioredis";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkRegistry, startWorker, type RunningWorker } from "../jobs/worker.js";
@@ -11,6 +10,7 @@ import { createLogger } from "../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld } from "./helpers/fixtures.js";
 import { TEST_REDIS_URL } from "./helpers/env.js";
+import { clearRedisPrefix } from "./helpers/redis.js";
 
 const prefix = `{test-${randomBytes(4).toString("hex")}}`;
 const connection = { url: TEST_REDIS_URL, maxRetriesPerRequest: null };
@@ -34,14 +34,7 @@ afterAll(async () => {
   await events?.close();
   await worker?.close();
   // Remove every key this file created: the Redis is shared with other runs.
-  const redis = new Redis(TEST_REDIS_URL);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
-    if (keys.length) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-  await redis.quit();
+  await clearRedisPrefix(TEST_REDIS_URL, prefix);
   await t?.drop();
 });
 
@@ -121,14 +114,7 @@ describe("failures inside a processor", () => {
     } finally {
       await ev.close();
       await w2.close();
-      const redis = new Redis(TEST_REDIS_URL);
-      let cursor = "0";
-      do {
-        const [next, keys] = await redis.scan(cursor, "MATCH", `${p2}:*`, "COUNT", 500);
-        if (keys.length) await redis.del(...keys);
-        cursor = next;
-      } while (cursor !== "0");
-      await redis.quit();
+      await clearRedisPrefix(TEST_REDIS_URL, p2);
     }
   });
 });

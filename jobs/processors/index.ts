@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/index.js";
 import { evaluateForecasts, markAllDirty, recomputeDirty } from "../../src/domain/forecast/pipeline.js";
 import { purgeOutbox } from "../../src/domain/outbox.js";
+import { expireMatches, recomputeMatches } from "../../src/domain/matching/matching.js";
 import { flagOutliers } from "../../src/domain/reports/outliers.js";
 import type { Logger } from "../../src/logger.js";
 import type { JobName, JobPayload } from "../definitions.js";
@@ -31,6 +32,8 @@ export const processors: ProcessorMap = {
     return { marked, ...(await recomputeDirty(db, { trigger: "daily" })) };
   },
   "forecast.evaluate": async (_payload, { db }) => ({ evaluated: await evaluateForecasts(db) }),
+  "matching.recompute": async ({ productId, kind }, { db }) => (await recomputeMatches(db, productId, kind, "forecasts")) ?? { skipped: "another worker holds this product" },
+  "matching.expire": async (_payload, { db }) => ({ expired: await expireMatches(db) }),
   "reports.flagOutliers": async ({ reportIds }, { db }) => {
     const { flagged, changed } = await flagOutliers(db, reportIds);
     return { outliers: flagged.length, changed };

@@ -76,4 +76,17 @@ export const relations = defineRelations(schema, (r) => ({
     region: r.one.regionTable({ from: r.forecastLatestTable.regionId, to: r.regionTable.id, optional: false }),
     product: r.one.productTable({ from: r.forecastLatestTable.productId, to: r.productTable.id, optional: false }),
   },
+  matchTable: {
+    product: r.one.productTable({ from: r.matchTable.productId, to: r.productTable.id, optional: false }),
+    fromSite: r.one.siteTable({ from: r.matchTable.fromSiteId, to: r.siteTable.id, optional: false, alias: "match_from_site" }),
+    toSite: r.one.siteTable({ from: r.matchTable.toSiteId, to: r.siteTable.id, alias: "match_to_site" }),
+    toRegion: r.one.regionTable({ from: r.matchTable.toRegionId, to: r.regionTable.id, optional: false }),
+    request: r.one.procurementRequestTable({ from: r.matchTable.requestId, to: r.procurementRequestTable.id }),
+    run: r.one.matchRunTable({ from: r.matchTable.runId, to: r.matchRunTable.id, optional: false }),
+  },
+  bottleneckTable: {
+    region: r.one.regionTable({ from: r.bottleneckTable.regionId, to: r.regionTable.id, optional: false }),
+    product: r.one.productTable({ from: r.bottleneckTable.productId, to: r.productTable.id, optional: false, alias: "bottleneck_product" }),
+    input: r.one.productTable({ from: r.bottleneckTable.inputProductId, to: r.productTable.id, optional: false, alias: "bottleneck_input" }),
+  },
 }));

@@ -31,6 +31,8 @@ export const roleEnum = pgEnum("role", ["ADMIN", "PLANNER", "REPORTER", "PROCURE
 export const riskLevelEnum = pgEnum("risk_level", ["GREEN", "BLUE", "YELLOW", "ORANGE", "RED"]);
 export const scenarioModeEnum = pgEnum("scenario_mode", ["ADD", "OVERRIDE"]);
 export const requestStatusEnum = pgEnum("request_status", ["OPEN", "FULFILLED", "CANCELLED"]);
+export const matchKindEnum = pgEnum("match_kind", ["DOWNSTREAM", "UPSTREAM"]);
+export const matchStatusEnum = pgEnum("match_status", ["PROPOSED", "ACCEPTED", "DECLINED", "FULFILLED", "EXPIRED"]);
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
 
@@ -506,4 +508,95 @@ export const forecastDirtyTable = pgTable(
     lastDirtyAt: timestamp("last_dirty_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.productId, t.regionId] })],
+);
+
+/** One solve of the matching job for one product and kind, with what it covered. */
+export const matchRunTable = pgTable("match_run", {
+  id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+  kind: matchKindEnum("kind").notNull(),
+  productId: integer("product_id")
+    .notNull()
+    .references(() => productTable.id, { onDelete: "cascade" }),
+  trigger: text("trigger").notNull(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  finishedAt: timestamp("finished_at", { withTimezone: true }),
+  suppliers: integer("suppliers").notNull().default(0),
+  demands: integer("demands").notNull().default(0),
+  arcs: integer("arcs").notNull().default(0),
+  /** Need offered to the solver, need covered by its proposals (and earlier accepted ones), in base units. */
+  need: doublePrecision("need").notNull().default(0),
+  covered: doublePrecision("covered").notNull().default(0),
+  cost: doublePrecision("cost").notNull().default(0),
+  proposals: integer("proposals").notNull().default(0),
+});
+
+/**
+ * A proposal to move `quantity` of a product from a supplier site to where it is short: a region
+ * (downstream, optionally for a procurement request) or a manufacturer's site short of a raw
+ * material (upstream). PROPOSED matches are replaced by the next run; ACCEPTED ones commit the
+ * quantity, which no later run offers again.
+ */
+export const matchTable = pgTable(
+  "match",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    runId: bigint("run_id", { mode: "number" })
+      .notNull()
+      .references(() => matchRunTable.id, { onDelete: "cascade" }),
+    kind: matchKindEnum("kind").notNull(),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "restrict" }),
+    fromSiteId: uuid("from_site_id")
+      .notNull()
+      .references(() => siteTable.id, { onDelete: "restrict" }),
+    toRegionId: integer("to_region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "restrict" }),
+    /** Upstream: the manufacturer's site; downstream: the request's site, when it is for a request. */
+    toSiteId: uuid("to_site_id").references(() => siteTable.id, { onDelete: "restrict" }),
+    requestId: uuid("request_id").references(() => procurementRequestTable.id, { onDelete: "restrict" }),
+    quantity: doublePrecision("quantity").notNull(),
+    distanceKm: doublePrecision("distance_km"),
+    cost: doublePrecision("cost").notNull(),
+    urgency: doublePrecision("urgency").notNull(),
+    status: matchStatusEnum("status").notNull().default("PROPOSED"),
+    reason: text("reason"),
+    createdAt: createdAt(),
+    respondedAt: timestamp("responded_at", { withTimezone: true }),
+    respondedBy: uuid("responded_by"),
+    closedAt: timestamp("closed_at", { withTimezone: true }),
+  },
+  (t) => [
+    index("match_product_status_idx").on(t.productId, t.status),
+    index("match_from_site_idx").on(t.fromSiteId),
+    index("match_to_region_idx").on(t.toRegionId),
+    index("match_request_idx").on(t.requestId),
+    check("match_quantity_positive", sql`${t.quantity} > 0 and ${t.quantity} < 'Infinity'`),
+  ],
+);
+
+/**
+ * Which input limits which product where: over the forecast horizon, the production of `product`
+ * in a region that its sites' stock of `input` cannot support, and the input missing for it.
+ */
+export const bottleneckTable = pgTable(
+  "bottleneck",
+  {
+    forecastId: bigint("forecast_id", { mode: "number" })
+      .notNull()
+      .references(() => forecastTable.id, { onDelete: "cascade" }),
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    inputProductId: integer("input_product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    lostQuantity: doublePrecision("lost_quantity").notNull(),
+    inputShort: doublePrecision("input_short").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.forecastId, t.inputProductId] }), index("bottleneck_region_idx").on(t.regionId, t.productId)],
 );

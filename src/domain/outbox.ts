@@ -10,18 +10,22 @@ import { markDirty, markReportsDirty } from "./forecast/pipeline.js";
 import { REPORTS_SUBMITTED_TOPIC } from "./reports/ingest.js";
 
 export const DEMAND_CHANGED_TOPIC = "demand.changed";
+/** A product's forecasts (or committed matches) changed: its matching is out of date. */
+export const FORECASTS_UPDATED_TOPIC = "forecasts.updated";
 
 const payloads = {
   [REPORTS_SUBMITTED_TOPIC]: z.object({ reportIds: z.array(z.number().int().positive()) }),
   [DEMAND_CHANGED_TOPIC]: z.object({ pairs: z.array(z.object({ regionId: z.number().int(), productId: z.number().int() })) }),
+  [FORECASTS_UPDATED_TOPIC]: z.object({ productIds: z.array(z.number().int()) }),
 } as const;
 
 /** A job the relay asks the queue for; the id makes a second request for the same event a no-op. */
-export interface RelayedJob {
-  name: "reports.flagOutliers";
-  data: { reportIds: number[] };
-  jobId: string;
-}
+export type RelayedJob =
+  | { name: "reports.flagOutliers"; data: { reportIds: number[] }; jobId: string; delay?: number }
+  | { name: "matching.recompute"; data: { productId: number; kind: "DOWNSTREAM" | "UPSTREAM" }; jobId: string; delay?: number };
+
+/** Matching runs once per window of this length after forecasts change, taking them all. */
+export const MATCHING_DEBOUNCE_MS = 2000;
 
 export interface RelayResult {
   events: number;
@@ -49,6 +53,7 @@ export async function relayOutbox(
     const pairs: { regionId: number; productId: number }[] = [];
     const jobs: RelayedJob[] = [];
     const unknown: RelayResult["unknown"] = [];
+    const matchingProducts = new Set<number>();
     for (const e of events) {
       const schema = payloads[e.topic as keyof typeof payloads];
       const parsed = schema?.safeParse(e.payload);
@@ -61,10 +66,13 @@ export async function relayOutbox(
         if (ids.length === 0) continue;
         reportIds.push(...ids);
         jobs.push({ name: "reports.flagOutliers", data: { reportIds: ids }, jobId: `outliers-${e.id}` });
+      } else if (e.topic === FORECASTS_UPDATED_TOPIC) {
+        for (const id of (parsed.data as { productIds: number[] }).productIds) matchingProducts.add(id);
       } else {
         pairs.push(...(parsed.data as { pairs: { regionId: number; productId: number }[] }).pairs);
       }
     }
+    if (matchingProducts.size) jobs.push(...(await matchingJobs(tx, [...matchingProducts], Date.now())));
     const marked = (await markReportsDirty(tx, reportIds)) + (await markDirty(tx, pairs));
     // Inside the transaction: if the queue refuses, nothing is marked processed.
     if (jobs.length) await enqueue(jobs);
@@ -87,4 +95,26 @@ export async function purgeOutbox(db: Database, olderThanHours: number): Promise
     "objects",
   );
   return rows[0]?.n ?? 0;
+}
+
+/**
+ * The matching jobs a change of these products' forecasts calls for: downstream matching of each
+ * product, and upstream matching of each raw material it is made of (its makers' needs follow
+ * their output) or that it is. One job per product, kind and debounce window.
+ */
+async function matchingJobs(tx: Database, productIds: number[], now: number): Promise<RelayedJob[]> {
+  const inputs = await tx.execute<{ id: number }>(
+    sql`select distinct input_product_id as id from bom_line where product_id = any(${sql.param(productIds)}::int[])
+        union select distinct input_product_id from bom_line where input_product_id = any(${sql.param(productIds)}::int[])`,
+    "objects",
+  );
+  const window = Math.floor(now / MATCHING_DEBOUNCE_MS);
+  const delay = (window + 1) * MATCHING_DEBOUNCE_MS - now;
+  const job = (productId: number, kind: "DOWNSTREAM" | "UPSTREAM"): RelayedJob => ({
+    name: "matching.recompute",
+    data: { productId, kind },
+    jobId: `matching-${kind.toLowerCase()}-${productId}-${window}`,
+    delay,
+  });
+  return [...productIds.map((id) => job(id, "DOWNSTREAM")), ...inputs.map((r) => job(r.id, "UPSTREAM"))];
 }

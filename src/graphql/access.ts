@@ -103,6 +103,16 @@ export class Access {
     return path !== null && path.startsWith(v.jurisdiction.path);
   }
 
+  /** A match: admins; planners whose jurisdiction holds its destination; the supplying or receiving organization. */
+  async matchVisible(m: { fromSiteId: string; toSiteId: string | null; toRegionId: number }): Promise<boolean> {
+    const v = this.viewer;
+    if (!v) return false;
+    if (v.role === "ADMIN" || v.role === "PLANNER") return this.regionFiguresVisible(m.toRegionId);
+    if (!v.organizationId) return false;
+    const [from, to] = await Promise.all([this.sites.load(m.fromSiteId), m.toSiteId ? this.sites.load(m.toSiteId) : null]);
+    return from?.organizationId === v.organizationId || to?.organizationId === v.organizationId;
+  }
+
   /** Regions where the viewer's own organization has sites (reporters and procurement). */
   organizationRegionIds(): Promise<Set<number>> {
     const orgId = this.viewer?.organizationId;

@@ -23,6 +23,7 @@ export interface PothosTypes {
     organizationMember: string;
     regionVisible: { id: number; path: string };
     regionFiguresVisible: number;
+    matchVisible: { fromSiteId: string; toSiteId: string | null; toRegionId: number };
   };
   Scalars: {
     Date: { Input: string; Output: string };
@@ -104,6 +105,7 @@ export const builder = new SchemaBuilder<PothosTypes>({
       organizationMember: (orgId) => ctx.access.organizationMember(orgId),
       regionVisible: (region) => ctx.access.regionVisible(region),
       regionFiguresVisible: (regionId) => ctx.access.regionFiguresVisible(regionId),
+      matchVisible: (m) => ctx.access.matchVisible(m),
     }),
   },
 });

@@ -11,6 +11,7 @@ import "./reports.js";
 import "./demand.js";
 import "./completeness.js";
 import "./forecasts.js";
+import "./matching.js";
 
 builder.queryType({ description: "Read access; every field is limited to what the viewer may see." });
 builder.mutationType({ description: "Writes; each one is audited in the same transaction." });

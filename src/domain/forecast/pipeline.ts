@@ -15,7 +15,7 @@
 // region's own demand scenario applied and the stock path projected.
 import { sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
-import { forecastTable } from "../../db/schema.js";
+import { forecastTable, outboxTable } from "../../db/schema.js";
 import { dateOfDay, dayNumber } from "../reports/validate.js";
 import { adjustedDailyDemand, type ConsumptionDay } from "./consumption.js";
 import { forecastLeaf, type LeafHistory } from "./leaf.js";
@@ -40,6 +40,7 @@ export interface NodeOutlook {
   method: string;
   params: Record<string, number | string>;
   demandSource: string;
+  limits: Map<number, Limit>;
 }
 
 interface DirtyRow {
@@ -194,6 +195,8 @@ async function recomputeProduct(db: Database, productId: number, options: Recomp
       const thresholds: RiskThresholds = { red: meta.red, orange: meta.orange, yellow: meta.yellow, blue: meta.blue };
       written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings });
       await tx.execute(sql`update forecast_run set finished_at = clock_timestamp(), series = ${written} where id = ${runId}`);
+      // Matching follows the forecasts, through the outbox like every write that leads to a job.
+      if (written) await tx.insert(outboxTable).values({ topic: "forecasts.updated", payload: { productIds: [productId] } });
     }
     // Rows marked again while this ran keep a newer last_dirty_at and stay for the next run.
     await tx.execute(
@@ -224,7 +227,8 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
   const [inputs, stored, scenarios, requests] = await Promise.all([
     readLeafInputs(tx, c, regionIds),
     tx.execute<StoredForecast>(
-      sql`select c.id as region_id, c.parent_id, f.origin_date::text as origin, f.on_hand, f.demand, f.demand_sd, f.supply, f.net_inflow, f.stock, f.sites
+      sql`select c.id as region_id, c.parent_id, f.origin_date::text as origin, f.on_hand, f.demand, f.demand_sd, f.supply, f.net_inflow, f.stock, f.sites,
+                 (select coalesce(json_agg(json_build_array(b.input_product_id, b.lost_quantity, b.input_short)), '[]') from bottleneck b where b.forecast_id = f.id) as limits
           from region c
           join forecast_latest l on l.region_id = c.id and l.product_id = ${c.productId}
           join forecast f on f.id = l.forecast_id
@@ -298,6 +302,15 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
   // Set-based, one statement per 2,000 forecasts: the daily arrays travel as Postgres array
   // literals in text[] parameters (the ORM's per-row insert was most of the write time).
   for (let i = 0; i < rows.length; i += 2000) await insertForecasts(tx, rows.slice(i, i + 2000));
+  const limited = [...computed].flatMap(([regionId, node]) => [...node.limits].map(([inputId, l]) => ({ regionId, inputId, ...l })));
+  if (limited.length) {
+    await tx.execute(sql`
+      insert into bottleneck (forecast_id, region_id, product_id, input_product_id, lost_quantity, input_short)
+      select f.id, x.region_id, ${c.productId}, x.input_id, x.lost, x.short
+      from unnest(${sql.param(limited.map((l) => l.regionId))}::int[], ${sql.param(limited.map((l) => l.inputId))}::int[],
+                  ${sql.param(limited.map((l) => l.lost))}::float8[], ${sql.param(limited.map((l) => l.short))}::float8[]) as x(region_id, input_id, lost, short)
+      join forecast f on f.run_id = ${c.runId} and f.region_id = x.region_id`);
+  }
   if (rows.length) {
     await tx.execute(
       sql`insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
@@ -322,6 +335,8 @@ interface StoredForecast {
   net_inflow: number[];
   stock: number[];
   sites: number;
+  /** [input product id, lost quantity, input short] of its bottlenecks. */
+  limits: [number, number, number][] | string;
 }
 
 /**
@@ -329,7 +344,11 @@ interface StoredForecast {
  * path's day k and its forecasts start k days in (the last day repeated at the end). This is
  * what the parent uses for a child without new reports since its last forecast.
  */
-export function shiftStored(s: Pick<StoredForecast, "origin" | "on_hand" | "demand" | "demand_sd" | "supply" | "net_inflow" | "stock" | "sites">, originDay: number, horizon: number): NodeOutlook {
+export function shiftStored(
+  s: Pick<StoredForecast, "origin" | "on_hand" | "demand" | "demand_sd" | "supply" | "net_inflow" | "stock" | "sites"> & Partial<Pick<StoredForecast, "limits">>,
+  originDay: number,
+  horizon: number,
+): NodeOutlook {
   const k = Math.max(0, originDay - dayNumber(s.origin));
   const shift = (a: number[]) => Array.from({ length: horizon }, (_, h) => Number(a[Math.min(a.length - 1, h + k)] ?? 0));
   return {
@@ -342,19 +361,23 @@ export function shiftStored(s: Pick<StoredForecast, "origin" | "on_hand" | "dema
     method: "stored",
     params: {},
     demandSource: "stored",
+    // (The drivers return json as text or parsed, depending on the driver.)
+    limits: new Map(
+      (typeof s.limits === "string" ? (JSON.parse(s.limits) as [number, number, number][]) : (s.limits ?? [])).map(([id, lost, short]) => [id, { lost, short }]),
+    ),
   };
 }
 
 export function emptyOutlook(horizon: number): NodeOutlook {
   const zeros = () => new Array<number>(horizon).fill(0);
-  return { onHand: 0, demand: zeros(), demandSd: zeros(), supply: zeros(), netInflow: zeros(), sites: 0, method: "none", params: {}, demandSource: "none" };
+  return { onHand: 0, demand: zeros(), demandSd: zeros(), supply: zeros(), netInflow: zeros(), sites: 0, method: "none", params: {}, demandSource: "none", limits: new Map() };
 }
 
 /** Children are added as independent: means add, variances add. */
 export function sumOutlooks(parts: readonly NodeOutlook[], horizon: number): NodeOutlook {
   if (parts.length === 1) {
     const p = parts[0]!;
-    return { ...p, demand: [...p.demand], demandSd: [...p.demandSd], supply: [...p.supply], netInflow: [...p.netInflow], params: { ...p.params } };
+    return { ...p, demand: [...p.demand], demandSd: [...p.demandSd], supply: [...p.supply], netInflow: [...p.netInflow], params: { ...p.params }, limits: new Map(p.limits) };
   }
   const out = emptyOutlook(horizon);
   const variance = new Array<number>(horizon).fill(0);
@@ -362,6 +385,7 @@ export function sumOutlooks(parts: readonly NodeOutlook[], horizon: number): Nod
   for (const p of parts) {
     out.onHand += p.onHand;
     out.sites += p.sites;
+    addLimits(out.limits, p.limits);
     sources.add(p.demandSource);
     for (let h = 0; h < horizon; h++) {
       out.demand[h]! += p.demand[h]!;
@@ -451,6 +475,8 @@ export interface LeafInput {
   history: LeafHistory;
   sites: number;
   supply: number[];
+  /** Production lost over the horizon to inputs the sites do not hold, by input product. */
+  limits: Map<number, Limit>;
 }
 
 /**
@@ -500,26 +526,29 @@ export async function readLeafInputs(
   }
 
   const producers = [...bySite.entries()].filter(([, pts]) => pts.some((p) => p.produced !== null)).map(([site]) => site);
-  const inputCaps = await inputCapacity(tx, c, producers);
+  const holdings = await inputHoldings(tx, c, producers);
 
   const inputs = new Map<number, LeafInput>();
   for (const [siteId, pts] of bySite) {
     const regionId = pts[0]!.region_id;
     let entry = inputs.get(regionId);
     if (!entry) {
-      entry = { history: emptyHistory(W), sites: 0, supply: new Array<number>(c.horizon).fill(0) };
+      entry = { history: emptyHistory(W), sites: 0, supply: new Array<number>(c.horizon).fill(0), limits: new Map() };
       inputs.set(regionId, entry);
     }
     entry.sites++;
     addSite(entry.history, pts, W);
-    const supply = productionForecast(pts, c.horizon, inputCaps.get(siteId) ?? Infinity);
+    const held = holdings.get(siteId) ?? [];
+    const cap = held.reduce((m, h) => Math.min(m, h.onHand / h.perUnit), Infinity);
+    const supply = productionForecast(pts, c.horizon, cap);
     for (let h = 0; h < c.horizon; h++) entry.supply[h]! += supply[h]!;
+    if (held.length) addLimits(entry.limits, inputLimits(productionForecast(pts, c.horizon, Infinity).reduce((a, b) => a + b, 0), held));
   }
   return inputs;
 }
 
 /** The forecasting kernel applied to one leaf: what the benchmark times on its own. */
-export function leafNode({ history: h, sites, supply }: LeafInput, horizon: number): NodeOutlook {
+export function leafNode({ history: h, sites, supply, limits }: LeafInput, horizon: number): NodeOutlook {
   const outlook = forecastLeaf(h, horizon);
   let onHand = 0;
   for (let i = h.onHand.length - 1; i >= 0; i--) {
@@ -538,6 +567,7 @@ export function leafNode({ history: h, sites, supply }: LeafInput, horizon: numb
     method: outlook.demand.method,
     params: { ...outlook.demand.params, ...(outlook.demand.backtest.mase !== null ? { backtestMase: outlook.demand.backtest.mase } : {}) },
     demandSource: outlook.demandSource,
+    limits: new Map(limits),
   };
 }
 
@@ -630,10 +660,10 @@ export function productionForecast(
  * over the bill of materials, of input on hand / input per unit. An input the site has never
  * reported holding does not limit it (we do not know), one reported at 0 does.
  */
-async function inputCapacity(tx: Database, c: { productId: number; origin: string }, siteIds: string[]): Promise<Map<string, number>> {
+async function inputHoldings(tx: Database, c: { productId: number; origin: string }, siteIds: string[]): Promise<Map<string, InputHolding[]>> {
   if (siteIds.length === 0) return new Map();
-  const rows = await tx.execute<{ site_id: string; units: number }>(
-    sql`select s.site_id, min(latest.on_hand / b.quantity) as units
+  const rows = await tx.execute<{ site_id: string; input_id: number; per_unit: number; on_hand: number }>(
+    sql`select s.site_id, b.input_product_id as input_id, b.quantity as per_unit, latest.on_hand
         from unnest(${sql.param(siteIds)}::uuid[]) as s(site_id)
         cross join bom_line b
         cross join lateral (
@@ -642,11 +672,48 @@ async function inputCapacity(tx: Database, c: { productId: number; origin: strin
             and r.date <= ${c.origin}::date and r.date > ${c.origin}::date - ${INPUT_STOCK_MAX_AGE}::int
           order by r.date desc limit 1
         ) latest
-        where b.product_id = ${c.productId}
-        group by s.site_id`,
+        where b.product_id = ${c.productId}`,
     "objects",
   );
-  return new Map(rows.map((r) => [r.site_id, Number(r.units)]));
+  const out = new Map<string, InputHolding[]>();
+  for (const r of rows) {
+    const list = out.get(r.site_id) ?? [];
+    list.push({ inputId: r.input_id, perUnit: Number(r.per_unit), onHand: Number(r.on_hand) });
+    out.set(r.site_id, list);
+  }
+  return out;
+}
+
+export interface InputHolding {
+  inputId: number;
+  /** Input base units per unit of the product (bill of materials). */
+  perUnit: number;
+  onHand: number;
+}
+
+/**
+ * Inputs that keep a site from making what its line would make over the horizon (`planned`
+ * units): for each, the units of product lost and the input missing for them.
+ */
+export function inputLimits(planned: number, holdings: readonly InputHolding[]): Map<number, Limit> {
+  const out = new Map<number, Limit>();
+  for (const h of holdings) {
+    const units = h.onHand / h.perUnit;
+    if (units < planned) out.set(h.inputId, { lost: planned - units, short: (planned - units) * h.perUnit });
+  }
+  return out;
+}
+
+export interface Limit {
+  lost: number;
+  short: number;
+}
+
+function addLimits(into: Map<number, Limit>, from: ReadonlyMap<number, Limit>): void {
+  for (const [id, l] of from) {
+    const cur = into.get(id);
+    into.set(id, cur ? { lost: cur.lost + l.lost, short: cur.short + l.short } : { ...l });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
