@@ -271,28 +271,6 @@ describe("recomputation", () => {
     expect(a.series + b.series).toBe(3 * 4); // Xihu, Hangzhou, Zhejiang and China, per product
   });
 
-  it("gives the same forecasts when every product is read in one pass (the daily recompute's path)", async () => {
-    await submit(hospital, ["GLOVES-NITRILE", "MASK-SURGICAL"].flatMap((productCode, p) =>
-      Array.from({ length: 40 }, (_, i) => ({ siteCode: "HZ-XIHU-H1", productCode, date: day(i - 39 - p), onHand: 500 + i, consumed: 10 + (i % 4) + p, received: 10 }))));
-    await submit(maker, Array.from({ length: 40 }, (_, i) => ({ siteCode: "HZ-MASK-1", productCode: "GLOVES-NITRILE", date: day(i - 39), onHand: 900, produced: 50, capacityPerDay: 60, consumed: 3 + (i % 2) })));
-    const snapshot = async () =>
-      t.db.execute<{ code: string; product: string; on_hand: number; demand: number[]; supply: number[]; stock: number[]; risk_level: string }>(
-        sql`select r.code, p.code as product, f.on_hand, f.demand, f.supply, f.stock, f.risk_level from forecast_latest l
-            join forecast f on f.id = l.forecast_id join region r on r.id = l.region_id join product p on p.id = l.product_id order by r.code, p.code`,
-        "objects",
-      );
-    await relayOutbox(t.db, async () => {});
-    await markAllDirty(t.db);
-    await recomputeDirty(t.db, { trigger: "manual", prefetchMinPairs: Number.MAX_SAFE_INTEGER });
-    const perProduct = await snapshot();
-    await markAllDirty(t.db);
-    await recomputeDirty(t.db, { trigger: "manual", prefetchMinPairs: 1 });
-    expect(await snapshot()).toEqual(perProduct);
-    expect(perProduct.length).toBe(9); // gloves in 5 regions (both counties), surgical masks in 4
-    const [{ n }] = (await t.db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_dirty`, "objects")) as [{ n: number }];
-    expect(n).toBe(0);
-  });
-
   it("keeps a pair dirty when it was marked again while a run computed it", async () => {
     await submit(hospital, Array.from({ length: 20 }, (_, i) => ({ siteCode: "HZ-XIHU-H1", productCode: "GOGGLES", date: day(i - 19), onHand: 500, consumed: 10 })));
     await relayOutbox(t.db, async () => {});

@@ -117,52 +117,6 @@ export interface RecomputeOptions {
   horizon?: number;
   /** Called after a product's dirty rows were read, inside its transaction: a seam for tests. */
   afterDirtyRead?: (productId: number) => Promise<void>;
-  /** Read every product's reports in one pass from this many dirty pairs on (default PREFETCH_MIN_PAIRS). */
-  prefetchMinPairs?: number;
-}
-
-/**
- * From this many dirty pairs on (the daily full recompute), the reports of every dirty product are
- * read in one pass over the history window instead of one pass per product: reports arrive day
- * by day, so every heap page holds rows of every product, and a read per product visits nearly
- * the whole window each time.
- */
-export const PREFETCH_MIN_PAIRS = 5000;
-
-interface Prefetched {
-  /** Marks older than this are covered by the prefetched reports. */
-  snapshotAt: string;
-  byProduct: Map<number, PackedSite[]>;
-}
-
-async function prefetchIfLarge(db: Database, options: RecomputeOptions): Promise<Prefetched | null> {
-  const [count] = await db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_dirty`, "objects");
-  if ((count?.n ?? 0) < (options.prefetchMinPairs ?? PREFETCH_MIN_PAIRS)) return null;
-  // Taken before the read: a mark older than this was written after its report had committed, so
-  // the read below sees that report.
-  const [clock] = await db.execute<{ at: string }>(sql`select clock_timestamp()::text as at`, "objects");
-  const rows = await db.execute<PackedSite & { product_id: number }>(
-    sql`with dirty as (select product_id, array_agg(region_id) as regions from forecast_dirty group by product_id),
-        windows as (
-          select d.product_id, d.regions, m.origin from dirty d
-          cross join lateral (select max(date) as origin from report where product_id = d.product_id and date <= current_date + 1) m
-          where m.origin is not null
-        )
-        select s.id as site_id, s.region_id, r.product_id, ${packedRows()}
-        from report r
-        join windows w on w.product_id = r.product_id
-        join site s on s.id = r.site_id and s.region_id = any(w.regions)
-        where r.date > (select min(origin) from windows) - ${HISTORY_DAYS}::int and r.date <= (select max(origin) from windows)
-        group by s.id, s.region_id, r.product_id`,
-    "objects",
-  );
-  const byProduct = new Map<number, PackedSite[]>();
-  for (const r of rows) {
-    const list = byProduct.get(r.product_id);
-    if (list) list.push(r);
-    else byProduct.set(r.product_id, [r]);
-  }
-  return { snapshotAt: clock!.at, byProduct };
 }
 
 export interface RecomputeResult {
@@ -190,15 +144,12 @@ export async function recomputeDirty(db: Database, options: RecomputeOptions): P
   let series = 0;
   let skipped = 0;
   const timings: PhaseTimings = { read: 0, kernel: 0, write: 0 };
-  const started = performance.now();
-  const prefetched = await prefetchIfLarge(db, options);
-  timings.read += performance.now() - started;
   for (const { product_id } of products) {
     if (options.maxProducts !== undefined && done >= options.maxProducts) {
       skipped++;
       continue;
     }
-    const n = await recomputeProduct(db, product_id, options, timings, prefetched && { sites: prefetched.byProduct.get(product_id) ?? [], snapshotAt: prefetched.snapshotAt });
+    const n = await recomputeProduct(db, product_id, options, timings);
     if (n === null) skipped++;
     else {
       done++;
@@ -211,13 +162,7 @@ export async function recomputeDirty(db: Database, options: RecomputeOptions): P
 const FORECAST_LOCK = 0x5f0c; // namespace of the per-product advisory locks
 
 /** Null when another worker holds the product. */
-async function recomputeProduct(
-  db: Database,
-  productId: number,
-  options: RecomputeOptions,
-  timings: PhaseTimings,
-  prefetched: { sites: PackedSite[]; snapshotAt: string } | null,
-): Promise<number | null> {
+async function recomputeProduct(db: Database, productId: number, options: RecomputeOptions, timings: PhaseTimings): Promise<number | null> {
   const horizon = options.horizon ?? HORIZON;
   return db.transaction(async (tx) => {
     const [lock] = await tx.execute<{ ok: boolean }>(sql`select pg_try_advisory_xact_lock(${FORECAST_LOCK}, ${productId}) as ok`, "objects");
@@ -226,8 +171,7 @@ async function recomputeProduct(
     const dirty = await tx.execute<DirtyRow>(
       sql`select d.region_id, r.path, r.parent_id, d.last_dirty_at::text
           from forecast_dirty d join region r on r.id = d.region_id
-          where d.product_id = ${productId}
-            ${prefetched ? sql`and d.last_dirty_at < ${prefetched.snapshotAt}::timestamptz` : sql``}`,
+          where d.product_id = ${productId}`,
       "objects",
     );
     if (dirty.length === 0) return 0;
@@ -249,7 +193,7 @@ async function recomputeProduct(
       );
       const runId = run[0]!.id;
       const thresholds: RiskThresholds = { red: meta.red, orange: meta.orange, yellow: meta.yellow, blue: meta.blue };
-      written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings, prefetched: prefetched?.sites });
+      written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings });
       await tx.execute(sql`update forecast_run set finished_at = clock_timestamp(), series = ${written} where id = ${runId}`);
       // Matching follows the forecasts, through the outbox like every write that leads to a job.
       if (written) await tx.insert(outboxTable).values({ topic: "forecasts.updated", payload: { productIds: [productId] } });
@@ -272,8 +216,6 @@ interface ComputeContext {
   thresholds: RiskThresholds;
   dirty: DirtyRow[];
   timings: PhaseTimings;
-  /** This product's reports, read in one pass with the other products' (see PREFETCH_MIN_PAIRS). */
-  prefetched?: PackedSite[] | undefined;
 }
 
 async function computeAndStore(tx: Database, c: ComputeContext): Promise<number> {
@@ -283,7 +225,7 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
 
   let started = performance.now();
   const [inputs, stored, scenarios, requests] = await Promise.all([
-    readLeafInputs(tx, c, regionIds, c.prefetched),
+    readLeafInputs(tx, c, regionIds),
     tx.execute<StoredForecast>(
       sql`select c.id as region_id, c.parent_id, f.origin_date::text as origin, f.on_hand, f.demand, f.demand_sd, f.supply, f.net_inflow, f.stock, f.sites,
                  (select coalesce(json_agg(json_build_array(b.input_product_id, b.lost_quantity, b.input_short)), '[]') from bottleneck b where b.forecast_id = f.id) as limits
@@ -513,17 +455,6 @@ function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof f
 // ---------------------------------------------------------------------------------------------
 // Leaves: the dirty regions' own sites
 
-/** A site's reports of one product, packed by `packedRows`. */
-export interface PackedSite {
-  site_id: string;
-  region_id: number;
-  rows: string;
-}
-
-/** Day numbers as dayNumber() counts them: days since 1970-01-01. */
-const packedRows = () =>
-  sql`string_agg(concat_ws(';', r.date - date '1970-01-01', ${sql.join(SERIES_COLUMNS.map((col) => sql.raw(`coalesce(r.${col}::text, '')`)), sql`, `)}), '|') as rows`;
-
 const SERIES_COLUMNS = ["on_hand", "consumed", "produced", "received", "shipped", "stockout_hours", "capacity_per_day"] as const;
 
 interface ReportPoint {
@@ -556,39 +487,31 @@ export async function readLeafInputs(
   tx: Database,
   c: { productId: number; origin: string; horizon: number },
   regionIds: readonly number[],
-  prefetched?: readonly PackedSite[],
 ): Promise<Map<number, LeafInput>> {
   const W = HISTORY_DAYS;
-  const originDay = dayNumber(c.origin);
-  const wanted = new Set(regionIds);
-  // One row per site, its reports packed into one string ("day;on_hand;consumed;…" joined by "|"):
+  // One row per site, its reports packed into one string ("d;on_hand;consumed;…" joined by "|"):
   // parsing a few thousand strings is much cheaper than a row object per report, and a single
   // aggregate without ORDER BY lets Postgres hash-aggregate instead of sorting every row (float8
   // text output is exact). Days are put in order here.
-  const sites = prefetched
-    ? prefetched.filter((p) => wanted.has(p.region_id))
-    : await tx.execute<PackedSite>(
-        sql`select s.id as site_id, s.region_id, ${packedRows()}
-            from site s
-            join report r on r.site_id = s.id and r.product_id = ${c.productId}
-              and r.date > ${c.origin}::date - ${W}::int and r.date <= ${c.origin}::date
-            where s.region_id = any(${sql.param([...regionIds])}::int[])
-            group by s.id, s.region_id`,
-        "objects",
-      );
+  const sites = await tx.execute<{ site_id: string; region_id: number; rows: string }>(
+    sql`select s.id as site_id, s.region_id,
+               string_agg(concat_ws(';', r.date - ${c.origin}::date, ${sql.join(SERIES_COLUMNS.map((col) => sql.raw(`coalesce(r.${col}::text, '')`)), sql`, `)}), '|') as rows
+        from site s
+        join report r on r.site_id = s.id and r.product_id = ${c.productId}
+          and r.date > ${c.origin}::date - ${W}::int and r.date <= ${c.origin}::date
+        where s.region_id = any(${sql.param([...regionIds])}::int[])
+        group by s.id, s.region_id`,
+    "objects",
+  );
   const bySite = new Map<string, ReportPoint[]>();
   const value = (v: string | undefined) => (v === undefined || v === "" ? null : Number(v));
   for (const site of sites) {
-    const pts: ReportPoint[] = [];
-    for (const row of site.rows.split("|")) {
+    const pts: ReportPoint[] = site.rows.split("|").map((row) => {
       const f = row.split(";");
-      const d = Number(f[0]) - originDay;
-      // A prefetch spans every product's window; keep this product's.
-      if (d <= -W || d > 0) continue;
-      pts.push({
+      return {
         site_id: site.site_id,
         region_id: site.region_id,
-        d,
+        d: Number(f[0]),
         on_hand: value(f[1]),
         consumed: value(f[2]),
         produced: value(f[3]),
@@ -596,9 +519,8 @@ export async function readLeafInputs(
         shipped: value(f[5]),
         stockout_hours: value(f[6]),
         capacity_per_day: value(f[7]),
-      });
-    }
-    if (!pts.length) continue;
+      };
+    });
     pts.sort((x, y) => x.d - y.d);
     bySite.set(site.site_id, pts);
   }
