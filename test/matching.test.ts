@@ -1,7 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { recomputeDirty } from "../src/domain/forecast/pipeline.js";
-import { expireMatches, recomputeMatches, requestUrgency } from "../src/domain/matching/matching.js";
+import { buildArcs, expireMatches, leadTimeDays, MAX_DISTANCE_KM, recomputeMatches, requestUrgency } from "../src/domain/matching/matching.js";
 import { relayOutbox, type RelayedJob } from "../src/domain/outbox.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
 import { dateOfDay, dayNumber } from "../src/domain/reports/validate.js";
@@ -57,6 +57,21 @@ beforeAll(async () => {
   await relayOutbox(t.db, async (j) => void jobs.push(...j));
 });
 afterAll(async () => t?.drop());
+
+describe("arcs", () => {
+  const at = (lat: number, lon: number, siteId = "s") => ({ regionId: 1, path: "/1/", lat, lon, siteId, available: 1 });
+  const need = (maxLeadDays?: number) => ({ regionId: 2, path: "/2/", lat: 30, lon: 120, need: 1, urgency: 1, requestId: null, toSiteId: null, maxLeadDays });
+  it("forbids suppliers beyond the maximum distance, and beyond a request's date by lead time", () => {
+    // About 333 km (lead time 2 days), 667 km (3 days) and 2,224 km (too far) north of the need.
+    const suppliers = [at(33, 120, "near"), at(36, 120, "mid"), at(50, 120, "far")];
+    expect(leadTimeDays(333)).toBe(2);
+    const open = buildArcs(suppliers, [need()]);
+    expect([...open.from]).toEqual([0, 1]);
+    expect(open.cost[1]).toBeLessThanOrEqual(MAX_DISTANCE_KM);
+    expect([...buildArcs(suppliers, [need(2)]).from]).toEqual([0]);
+    expect([...buildArcs(suppliers, [need(3)]).from]).toEqual([0, 1]);
+  });
+});
 
 describe("matching jobs", () => {
   it("are asked for by the forecasts' outbox event: downstream per product, upstream for its inputs, debounced ids", () => {

@@ -16,7 +16,8 @@
 //   supplier nodes: raw-material suppliers' sites holding it, minus what is committed.
 // Arcs: every supplier within MAX_DISTANCE_KM of a demand (by the region centroids, haversine), at
 // most NEAREST_SUPPLIERS per demand; where a region has no centroid, tree distance stands in at
-// TREE_STEP_KM per step. Cost = distance x quantity.
+// TREE_STEP_KM per step. For a request, a supplier whose lead time (1 day + distance at KM_PER_DAY)
+// is past the date it is needed by is a forbidden arc too. Cost = distance x quantity.
 import { sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
 import { DomainError, forbidden, notFound } from "../errors.js";
@@ -30,6 +31,8 @@ export const LEAD_TIME_DAYS = 7;
 export const MAX_DISTANCE_KM = 2000;
 export const NEAREST_SUPPLIERS = 30;
 export const TREE_STEP_KM = 150;
+/** Road transport covers about this much a day; a shipment's lead time is its distance at that pace, plus a day to load. */
+export const KM_PER_DAY = 500;
 const STOCK_MAX_AGE = 14;
 /** Urgency by risk level: each colour counts twice the one below it. */
 export const RISK_URGENCY: Record<string, number> = { GREEN: 1, BLUE: 2, YELLOW: 4, ORANGE: 8, RED: 16 };
@@ -49,6 +52,12 @@ interface DemandNode extends Node {
   urgency: number;
   requestId: string | null;
   toSiteId: string | null;
+  /** A request needed in this many days: suppliers whose lead time is longer are forbidden arcs. */
+  maxLeadDays?: number;
+}
+
+export function leadTimeDays(km: number): number {
+  return 1 + Math.ceil(km / KM_PER_DAY);
 }
 interface SupplierNode extends Node {
   siteId: string;
@@ -77,7 +86,7 @@ export function buildArcs(suppliers: readonly SupplierNode[], demands: readonly 
   demands.forEach((d, j) => {
     const near = suppliers
       .map((s, i) => ({ i, km: distanceKm(s, d) }))
-      .filter((x) => x.km <= MAX_DISTANCE_KM)
+      .filter((x) => x.km <= MAX_DISTANCE_KM && (d.maxLeadDays === undefined || leadTimeDays(x.km) <= d.maxLeadDays))
       .sort((a, b) => a.km - b.km || a.i - b.i)
       .slice(0, NEAREST_SUPPLIERS);
     for (const x of near) {
@@ -193,7 +202,13 @@ async function downstreamNodes(tx: Database, productId: number): Promise<{ suppl
     "objects",
   );
   for (const q of requests) {
-    if (q.open > MIN_QUANTITY) demands.push({ regionId: q.region_id, path: q.path, lat: q.lat, lon: q.lon, need: q.open, urgency: requestUrgency(q.days_left, q.risk), requestId: q.id, toSiteId: q.site_id });
+    if (q.open > MIN_QUANTITY) {
+      demands.push({
+        regionId: q.region_id, path: q.path, lat: q.lat, lon: q.lon, need: q.open, urgency: requestUrgency(q.days_left, q.risk), requestId: q.id, toSiteId: q.site_id,
+        // A request already late still takes the nearest help (a day's lead time at least).
+        maxLeadDays: Math.max(1, q.days_left),
+      });
+    }
   }
   // Regions: the deepest forecasts with a shortage, less their open requests and accepted incoming matches.
   const regions = await tx.execute<{ region_id: number; path: string; lat: number | null; lon: number | null; need: number; risk: string }>(
