@@ -24,6 +24,7 @@ import { createUser } from "../src/domain/users.js";
 import { systemActor, type Viewer } from "../src/domain/viewer.js";
 import { formatProfile, profileInProcess, summarizeProfile, type CpuProfile } from "./lib/profile.js";
 import { cpuSnapshot, cpuSpent, peakRssMiB, processCpuSeconds, type CpuSpent } from "./lib/system.js";
+import { seededRandom } from "./lib/random.js";
 
 export const INGEST_USAGE = `  ingest [--rows N] [--repeat N] [--batch N] [--clients N] [--orgs N] [--warmup N] [--sites N]
          [--only baseline,write,storage,http] [--profile] [--profile-dir DIR]
@@ -113,17 +114,6 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------------------------------------
 // Data
 
-/** Deterministic PRNG (mulberry32), so every run writes the same rows. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Site {
   id: string;
@@ -170,7 +160,7 @@ const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
  * evolves per site and product: onHand(t) = onHand(t-1) + produced + received - consumed - shipped.
  */
 function generateBatches(rows: number, batchSize: number, sites: Site[], products: Product[], org = 0): { batches: Batch[]; firstDay: string; lastDay: string } {
-  const random = prng(20_200_124);
+  const random = seededRandom(20_200_124); // the same rows on every run
   const series = sites.length * products.length;
   const days = Math.ceil(rows / series);
   const end = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate()) - 86_400_000;

@@ -14,6 +14,7 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import type { Highs } from "highs";
 import { haversineKm, solveTransport, type TransportProblem, type TransportSolution } from "../src/domain/matching/solver.js";
+import { seededRandom } from "./lib/random.js";
 
 export const MATCH_USAGE = `  match      transport solver vs HiGHS: dense 200x200, 500x200, 1000x300, 1000x1000 and a sparse national instance
              --seed N (1) --sizes 200x200,500x200,1000x300,1000x1000 --counties N (3000) --sites N (2000) --nearest N (30)
@@ -28,17 +29,7 @@ export type { Highs };
  */
 export const loadHighs = (): Promise<Highs> => (createRequire(import.meta.url)("highs") as { default: () => Promise<Highs> }).default();
 
-/** mulberry32: a small, fast, seeded PRNG, so an instance is reproduced from its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 // Risk levels weigh 1, 2, 4, 8; a need due sooner weighs more (1 + 1/(1 + days), days 0..28).
 function urgencyOf(rand: () => number): number {

@@ -1,24 +1,14 @@
 // The leaf forecaster: answers known by hand, then the Michigan PPE stock as a real-data check of
 // the projected stock path against the naive forecast (the figures BENCHMARKS.md records).
 import { describe, expect, it } from "vitest";
-import { DomainError } from "../src/domain/errors.js";
 import { forecastLeaf, MIN_CONSUMPTION_DAYS, TREND_WEEKS, type LeafHistory } from "../src/domain/forecast/leaf.js";
 import { project } from "../src/domain/forecast/projection.js";
 import { BACKTEST_HORIZONS, BACKTEST_PRODUCTS, backtestMichigan, scaleOf } from "../bench/lib/michigan-backtest.js";
 import { MICHIGAN_FIXTURE_CSV, MICHIGAN_REGIONS, loadMichiganDaily } from "../bench/lib/michigan.js";
+import { badInputMessage } from "./helpers/errors.js";
 
 const Z95 = 1.959963984540054;
 
-function badInputMessage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(DomainError);
-    expect((error as DomainError).code).toBe("BAD_INPUT");
-    return (error as DomainError).message;
-  }
-  throw new Error("expected a BAD_INPUT error, but the call succeeded");
-}
 
 /** A history of `days` days with the given series; every other one null throughout. */
 function history(days: number, series: Partial<LeafHistory>): LeafHistory {

@@ -17,7 +17,6 @@ import {
   mase,
   type ForecastIntervals,
 } from "../src/domain/forecast/methods.js";
-import { DomainError } from "../src/domain/errors.js";
 import {
   MICHIGAN_PRODUCTS,
   MICHIGAN_REGIONS,
@@ -25,6 +24,7 @@ import {
   michiganAccuracy,
   parseCount,
 } from "../bench/forecast-accuracy.js";
+import { badInputMessage } from "./helpers/errors.js";
 
 /** Deterministic pseudo-random numbers in [0, 1): test series must not change between runs. */
 function lcg(seed: number): () => number {
@@ -35,16 +35,6 @@ function lcg(seed: number): () => number {
   };
 }
 
-function badInputMessage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(DomainError);
-    expect((error as DomainError).code).toBe("BAD_INPUT");
-    return (error as DomainError).message;
-  }
-  throw new Error("expected a BAD_INPUT error, but the call succeeded");
-}
 
 function expectNested(f: ForecastIntervals) {
   f.mean.forEach((m, i) => {
