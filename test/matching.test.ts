@@ -93,6 +93,10 @@ describe("downstream", () => {
     const again = (await recomputeMatches(t.db, n95, "DOWNSTREAM", "test"))!;
     expect(again).toMatchObject({ inserted: 0, updated: 0, expired: 0, proposals: 1 });
     expect(await matches(sql`m.kind = 'DOWNSTREAM'`)).toEqual([m]);
+    // Two runs at once take turns (the second waits for the first) and leave the same proposal.
+    const both = await Promise.all([recomputeMatches(t.db, n95, "DOWNSTREAM", "test"), recomputeMatches(t.db, n95, "DOWNSTREAM", "test")]);
+    expect(both.map((r) => r.inserted + r.updated + r.expired)).toEqual([0, 0]);
+    expect(await matches(sql`m.kind = 'DOWNSTREAM'`)).toEqual([m]);
   });
 
   it("commits accepted quantities: a planner accepts, and the next run offers nothing more for it", async () => {

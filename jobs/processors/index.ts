@@ -32,7 +32,7 @@ export const processors: ProcessorMap = {
     return { marked, ...(await recomputeDirty(db, { trigger: "daily" })) };
   },
   "forecast.evaluate": async (_payload, { db }) => ({ evaluated: await evaluateForecasts(db) }),
-  "matching.recompute": async ({ productId, kind }, { db }) => (await recomputeMatches(db, productId, kind, "forecasts")) ?? { skipped: "another worker holds this product" },
+  "matching.recompute": async ({ productId, kind }, { db }) => recomputeMatches(db, productId, kind, "forecasts"),
   "matching.expire": async (_payload, { db }) => ({ expired: await expireMatches(db) }),
   "reports.flagOutliers": async ({ reportIds }, { db }) => {
     const { flagged, changed } = await flagOutliers(db, reportIds);

@@ -112,14 +112,12 @@ export interface MatchRunResult {
 }
 
 /** Recomputes the proposals of one product and kind. Running it twice on the same data changes nothing. */
-export async function recomputeMatches(db: Database, productId: number, kind: MatchKind, trigger: string): Promise<MatchRunResult | null> {
+export async function recomputeMatches(db: Database, productId: number, kind: MatchKind, trigger: string): Promise<MatchRunResult> {
   return db.transaction(async (tx) => {
-    // One run per product and kind at a time, across workers.
-    const [lock] = await tx.execute<{ ok: boolean }>(
-      sql`select pg_try_advisory_xact_lock(${0x6d61}, ${productId * 2 + (kind === "UPSTREAM" ? 1 : 0)}) as ok`,
-      "objects",
-    );
-    if (!lock?.ok) return null;
+    // One run per product and kind at a time, across workers. A run that finds another one going
+    // waits for it rather than skipping: the other may have read older forecasts than the ones
+    // that asked for this run, and nothing else would ask again.
+    await tx.execute(sql`select pg_advisory_xact_lock(${0x6d61}, ${productId * 2 + (kind === "UPSTREAM" ? 1 : 0)})`);
     const { suppliers, demands } = kind === "DOWNSTREAM" ? await downstreamNodes(tx, productId) : await upstreamNodes(tx, productId);
     const arcs = buildArcs(suppliers, demands);
     const solution = solveTransport({
