@@ -1,9 +1,11 @@
+import DataLoader from "dataloader";
 import { sql } from "drizzle-orm";
 import { GraphQLError } from "graphql";
 import { matchKindEnum, matchStatusEnum } from "../db/schema.js";
 import { respondToMatch } from "../domain/matching/matching.js";
 import type { Viewer } from "../domain/viewer.js";
 import { builder } from "./builder.js";
+import type { Context } from "./context.js";
 
 export const MatchStatusEnum = builder.enumType("MatchStatus", {
   description: "Where a match stands: PROPOSED by the matching job, ACCEPTED (quantity committed), DECLINED, FULFILLED (delivered), EXPIRED (superseded or not answered in time).",
@@ -47,14 +49,27 @@ const PartyRef = builder
     }),
   });
 
-async function party(ctx: { db: import("../db/index.js").Database }, siteId: string | null) {
-  if (!siteId) return null;
-  const [p] = await ctx.db.execute<{ organization: string; siteCode: string; siteName: string; regionCode: string; regionName: string }>(
-    sql`select o.name as organization, s.code as "siteCode", s.name as "siteName", r.code as "regionCode", r.name as "regionName"
-        from site s join organization o on o.id = s.organization_id join region r on r.id = s.region_id where s.id = ${siteId}`,
-    "objects",
-  );
-  return p ?? null;
+type Party = { organization: string; siteCode: string; siteName: string; regionCode: string; regionName: string };
+
+// One query per page of matches, not two per match: the parties of a request are loaded together.
+const partyLoaders = new WeakMap<Context, DataLoader<string, Party | null>>();
+function party(ctx: Context, siteId: string | null): Promise<Party | null> {
+  if (!siteId) return Promise.resolve(null);
+  let loader = partyLoaders.get(ctx);
+  if (!loader) {
+    loader = new DataLoader(async (ids: readonly string[]) => {
+      const rows = await ctx.db.execute<Party & { id: string }>(
+        sql`select s.id, o.name as organization, s.code as "siteCode", s.name as "siteName", r.code as "regionCode", r.name as "regionName"
+            from site s join organization o on o.id = s.organization_id join region r on r.id = s.region_id
+            where s.id = any(${sql.param([...ids])}::uuid[])`,
+        "objects",
+      );
+      const byId = new Map(rows.map(({ id, ...p }) => [id, p]));
+      return ids.map((id) => byId.get(id) ?? null);
+    });
+    partyLoaders.set(ctx, loader);
+  }
+  return loader.load(siteId);
 }
 
 export const MatchRef = builder.drizzleNode("matchTable", {
