@@ -1,5 +1,6 @@
 // Benchmark entry: `npm run bench -- <name> [options]`. Each benchmark prints a baseline and our
 // path measured in the same run; the recorded figures live in BENCHMARKS.md.
+import { ALERTS_USAGE, runAlertsBench } from "./alerts.js";
 import { FORECAST_USAGE, runForecastBench } from "./forecast.js";
 import { INGEST_USAGE, runIngestBench } from "./ingest.js";
 import { MATCH_USAGE, runMatchBench } from "./match.js";
@@ -13,6 +14,7 @@ const BENCHES: Record<string, Bench> = {
   ingest: { usage: INGEST_USAGE, run: runIngestBench },
   forecast: { usage: FORECAST_USAGE, run: runForecastBench },
   match: { usage: MATCH_USAGE, run: runMatchBench },
+  alerts: { usage: ALERTS_USAGE, run: runAlertsBench },
 };
 
 const USAGE = `Usage: npm run bench -- <name> [options]

@@ -11,6 +11,11 @@ export const QUEUES = {
   forecast: { concurrency: 1 },
   reports: { concurrency: 2 },
   matching: { concurrency: 1 },
+  // Rule evaluation after forecasts, matches and reports change; dispatch of alert events.
+  alerts: { concurrency: 2 },
+  // Pushes to webhooks, e-mail and the live subscription: many at once, each mostly waiting.
+  deliveries: { concurrency: 8 },
+  compliance: { concurrency: 1 },
 } as const satisfies Record<string, { concurrency: number }>;
 export type QueueName = keyof typeof QUEUES;
 
@@ -48,9 +53,55 @@ export const JOBS = {
     queue: "matching",
     payload: z.object({}).strict(),
   },
+  /** Reconciles SHORTAGE_RISK alerts of a product with its latest forecasts. */
+  "alerts.evaluateForecasts": {
+    queue: "alerts",
+    payload: z.object({ productId: z.number().int().positive() }).strict(),
+  },
+  /** Reconciles SUPPLY_MATCH and UPSTREAM_INPUT_SHORTAGE alerts of a product after a matching run. */
+  "alerts.evaluateMatches": {
+    queue: "alerts",
+    payload: z.object({ productId: z.number().int().positive(), kind: z.enum(["DOWNSTREAM", "UPSTREAM"]) }).strict(),
+  },
+  /** Announces one SSE delivery (an alert event) to every API process's subscribers, through Redis. */
+  "alerts.publish": {
+    queue: "deliveries",
+    payload: z.object({ deliveryId: z.string().uuid() }).strict(),
+  },
+  /** Fans one alert event out to the delivery log (live, webhooks, e-mail) and asks for the sends. */
+  "alerts.dispatch": {
+    queue: "alerts",
+    payload: z.object({ eventId: z.number().int().positive() }).strict(),
+  },
+  /** One signed POST of a delivery to its webhook; retried with backoff (ALERT_DELIVERY_*). */
+  "alerts.deliverWebhook": {
+    queue: "deliveries",
+    payload: z.object({ deliveryId: z.uuid() }).strict(),
+  },
+  /** One alert e-mail; the address is read at send time, never carried here. */
+  "alerts.deliverEmail": {
+    queue: "deliveries",
+    payload: z.object({ deliveryId: z.uuid() }).strict(),
+  },
+  /** One message for what the per-recipient cap held back in a window; runs when the window ends. */
+  "alerts.sendDigest": {
+    queue: "deliveries",
+    payload: z.object({ digestId: z.uuid(), channel: z.enum(["WEBHOOK", "EMAIL"]), windowStart: z.number().int().nonnegative() }).strict(),
+  },
+  /** Asks again for dispatch and delivery jobs that were lost (say by a Redis that lost its data). */
+  "alerts.sweepDeliveries": {
+    queue: "alerts",
+    payload: z.object({}).strict(),
+  },
   "reports.flagOutliers": {
     queue: "reports",
     payload: z.object({ reportIds: z.array(z.number().int().positive()).min(1).max(5000) }).strict(),
+  },
+  /** Records which site-days were reported on time, late or not at all; raises and resolves REPORT_OVERDUE. */
+  "compliance.check": {
+    queue: "compliance",
+    // asOf (an ISO instant) replays a check at another moment; absent: now.
+    payload: z.object({ asOf: z.iso.datetime({ offset: true }).optional() }).strict(),
   },
 } as const satisfies Record<string, { queue: QueueName; payload: z.ZodType }>;
 
@@ -90,6 +141,20 @@ export const SCHEDULES: ScheduleDefinition[] = [
     id: "matching-expire-daily",
     job: "matching.expire",
     pattern: "45 2 * * *",
+    payload: () => ({}),
+  },
+  // Cut-offs fall at different UTC times per time zone and region schedule, so the check runs
+  // through the day; a minute past the quarter, so that a report sent just before a cut-off has committed.
+  {
+    id: "compliance-check-quarter-hourly",
+    job: "compliance.check",
+    pattern: "1-59/15 * * * *",
+    payload: () => ({}),
+  },
+  {
+    id: "alerts-sweep-deliveries",
+    job: "alerts.sweepDeliveries",
+    pattern: "*/10 * * * *",
     payload: () => ({}),
   },
   {

@@ -1,14 +1,16 @@
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
 import type { Config } from "../src/config.js";
 import { DomainError } from "../src/domain/errors.js";
-import type { Database } from "../src/db/index.js";
+import type { Database, DatabaseHandle } from "../src/db/index.js";
 import type { Logger } from "../src/logger.js";
+import type { AlertPublisher } from "../src/domain/alerts/live.js";
 import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain/outbox.js";
 import { JOBS, QUEUES, SCHEDULES, forecastJobFor, type JobName, type QueueName } from "./definitions.js";
 import { processors as defaultProcessors, type ProcessorMap } from "./processors/index.js";
 
 export interface WorkerDeps {
-  config: Pick<Config, "QUEUE_PREFIX" | "IDEMPOTENCY_TTL_HOURS">;
+  /** The queue settings are needed; channels (SMTP, secrets) read the rest when present. */
+  config: Pick<Config, "QUEUE_PREFIX" | "IDEMPOTENCY_TTL_HOURS"> & Partial<Config>;
   db: Database;
   logger: Logger;
   connection: ConnectionOptions;
@@ -16,6 +18,10 @@ export interface WorkerDeps {
   jobs?: Record<string, { queue: string }>;
   /** How often the outbox relay looks for new events (ms); 0 turns it off. Default 250. */
   relayIntervalMs?: number;
+  /** The database's LISTEN, so the relay wakes as soon as events commit rather than at its next poll. */
+  listen?: DatabaseHandle["listen"];
+  /** Publishes live alert events to the API processes (alerts.publish); main.ts passes it. */
+  publishAlert?: AlertPublisher;
 }
 
 /** While forecast work waits (say after Redis was away), the forecast job is asked for this often. */
@@ -63,7 +69,14 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
         // A malformed payload will not improve with retries.
         if (!parsed.success) throw new UnrecoverableError(`invalid payload for ${job.name}: ${parsed.error.message}`);
         try {
-          return await processor(parsed.data, { db: deps.db, logger: deps.logger.child({ job: job.name, jobId: job.id }) });
+          return await processor(parsed.data, {
+            db: deps.db,
+            logger: deps.logger.child({ job: job.name, jobId: job.id }),
+            config: deps.config,
+            connection: deps.connection,
+            publishAlert: deps.publishAlert,
+            attempt: { made: job.attemptsMade, max: job.opts.attempts ?? 1 },
+          });
         } catch (error) {
           // A domain error (bad data, a refused input) is the same on every attempt: fail now and
           // keep the message; anything else (a lost connection, a deadlock) is retried with backoff.
@@ -122,11 +135,16 @@ function startRelay(deps: WorkerDeps, queues: Map<QueueName, Queue>) {
   const enqueue = async (jobs: RelayedJob[]) => {
     const byQueue = new Map<QueueName, RelayedJob[]>();
     for (const job of jobs) {
-      const queue = JOBS[job.name].queue;
+      const definition = (JOBS as Record<string, { queue: QueueName }>)[job.name];
+      if (!definition) {
+        logger.error({ job: job.name, jobId: job.jobId }, "an outbox event asked for a job this version does not know; dropped");
+        continue;
+      }
+      const queue = definition.queue;
       byQueue.set(queue, [...(byQueue.get(queue) ?? []), job]);
     }
     for (const [queue, list] of byQueue) {
-      await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, jobId: j.jobId, ...(j.delay ? { delay: j.delay } : {}) } })));
+      await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, ...j.opts, jobId: j.jobId, ...(j.delay ? { delay: j.delay } : {}) } })));
     }
   };
   const pokeForecast = async (trigger: "reports" | "sweep") => {
@@ -157,17 +175,37 @@ function startRelay(deps: WorkerDeps, queues: Map<QueueName, Queue>) {
       failing = true;
     }
   };
+  let ticking = false;
+  let wake = false;
   const loop = () => {
     if (stopped) return;
+    ticking = true;
     running = tick().finally(() => {
-      if (!stopped) timer = setTimeout(loop, interval);
+      ticking = false;
+      if (stopped) return;
+      timer = setTimeout(loop, wake ? 0 : interval);
+      wake = false;
     });
   };
+  // A commit's NOTIFY: relay now, or right after the tick that is running (it may have missed it).
+  const poke = () => {
+    if (stopped) return;
+    if (ticking) wake = true;
+    else {
+      clearTimeout(timer);
+      loop();
+    }
+  };
+  const unlisten = deps.listen?.("outbox", poke).catch((error: Error) => {
+    logger.warn({ err: error.message }, "cannot LISTEN for outbox events; relaying on the poll alone");
+    return undefined;
+  });
   loop();
   return {
     async stop() {
       stopped = true;
       clearTimeout(timer);
+      await (await unlisten)?.().catch(() => {});
       await running;
     },
   };

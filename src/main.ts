@@ -3,6 +3,7 @@
 import type { Server } from "node:http";
 import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/index.js";
+import { createLiveAlerts } from "./domain/alerts/live.js";
 import { createHttpServer } from "./http/server.js";
 import { createLogger } from "./logger.js";
 import { openRedis, RedisUnavailableError, type RedisHandle } from "./redis.js";
@@ -27,15 +28,19 @@ async function main() {
   }
 
   const redis: RedisHandle = await openRedis(config, logger);
+  // Workers publish live alert events and the API's subscribers hear them, through Redis, across
+  // processes (a worker-only process never opens the subscribing connection).
+  const live = createLiveAlerts({ url: redis.url, prefix: config.QUEUE_PREFIX, logger });
   let worker: RunningWorker | undefined;
   if (mode === "worker" || (mode === "all" && config.RUN_WORKER)) {
-    worker = await startWorker({ config, db: database.db, logger, connection: { url: redis.url, maxRetriesPerRequest: null } });
+    worker = await startWorker({ config, db: database.db, logger, connection: { url: redis.url, maxRetriesPerRequest: null }, publishAlert: live.publish, listen: database.listen });
   }
   // The worker answers /healthz and /readyz too, so orchestrators can probe every process alike.
   const server: Server = createHttpServer({
     config,
     db: database.db,
     logger,
+    ...(mode === "worker" ? {} : { live }),
     ready: async () => {
       await database.ping().catch((e: Error) => Promise.reject(new Error(`database unreachable: ${e.message}`)));
       await redis.ping().catch((e: Error) => Promise.reject(new Error(`redis unreachable: ${e.message}`)));
@@ -54,6 +59,8 @@ async function main() {
     server.close();
     server.closeIdleConnections();
     await worker?.close();
+    // Open alert streams are not completed: the exit cuts them, so their clients reconnect elsewhere.
+    await live.close();
     await redis.close();
     await database.close();
     logger.info("stopped");

@@ -1,12 +1,19 @@
+import { randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.js";
+import { createLiveAlerts, type LiveAlerts } from "../src/domain/alerts/live.js";
 import { schema } from "../src/graphql/schema.js";
+import { createGraphQLHandler } from "../src/http/server.js";
+import { createLogger } from "../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, type World } from "./helpers/fixtures.js";
 import { graphqlClient } from "./helpers/graphql.js";
+import { TEST_REDIS_URL } from "./helpers/env.js";
+import { clearRedisPrefix } from "./helpers/redis.js";
 
 /**
- * Every root query and mutation, called by every kind of caller: allowed or refused, as the
+ * Every root query, mutation and subscription, called by every kind of caller: allowed or refused, as the
  * SPEC's role table says. What each allowed caller sees is checked in access.test.ts.
  */
 type Caller = "anonymous" | "ADMIN" | "PLANNER" | "REPORTER" | "PROCUREMENT";
@@ -61,6 +68,67 @@ beforeAll(async () => {
   requestId = r.data.postRequest.id;
 });
 
+// Alerts of the manufacturer's plant in Shangcheng: one fresh per call to acknowledge or resolve.
+const alertIds: string[] = [];
+let nextAlert = 0;
+beforeAll(async () => {
+  for (let i = 0; i < 10; i++) {
+    const [a] = await t.db.execute<{ id: string }>(
+      sql`insert into alert (kind, dedupe_key, severity, stage, peak_stage, region_id, organization_id, site_id, message, details)
+          values ('DATA_QUALITY', ${`matrix-${i}`}, 'YELLOW', 1, 1, (select id from region where code = '330102'), ${world.maker.id}, ${world.makerSite.id}, 'm', '{}')
+          returning id`,
+      "objects",
+    );
+    alertIds.push(Buffer.from(`Alert:${a!.id}`).toString("base64"));
+  }
+});
+
+// Webhooks of the manufacturer (its reporter's): one to switch off and on, and one fresh per delete.
+let makerWebhook: string;
+const deletableWebhooks: string[] = [];
+beforeAll(async () => {
+  for (let i = 0; i < 6; i++) {
+    const r = await gql(tokens.REPORTER, `mutation { registerWebhook(url: "https://hooks.example.org/matrix-${i}") { id } }`);
+    deletableWebhooks.push(r.data.registerWebhook.id);
+  }
+  makerWebhook = deletableWebhooks.pop()!;
+});
+
+// alertRaised streams from a live alert source of its own (a Redis prefix of this file's): one alert
+// of the manufacturer (its reporter, the planner, admins see it), one of the hospital (its procurement).
+const livePrefix = `{test-matrix-${randomBytes(4).toString("hex")}}`;
+let liveAlerts: {
+  live: LiveAlerts;
+  yoga: ReturnType<typeof createGraphQLHandler>;
+  maker: { globalId: string; event: { alertId: string; eventId: number; type: "RAISED" } };
+  hospital: { globalId: string; event: { alertId: string; eventId: number; type: "RAISED" } };
+};
+beforeAll(async () => {
+  const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "silent" });
+  const logger = createLogger(config);
+  const live = createLiveAlerts({ url: TEST_REDIS_URL, prefix: livePrefix, logger });
+  const raise = async (regionCode: string, organizationId: string) => {
+    const [a] = await t.db.execute<{ id: string; event_id: number }>(
+      sql`with a as (insert into alert (kind, dedupe_key, severity, stage, peak_stage, region_id, organization_id, message, details)
+                     values ('STOCKOUT_IMMINENT', ${`matrix-live-${regionCode}`}, 'RED', 1, 1, (select id from region where code = ${regionCode}), ${organizationId}, 'live', '{}')
+                     returning id)
+          insert into alert_event (alert_id, type, severity, message) select id, 'RAISED', 'RED', 'live' from a returning alert_id as id, id::int as event_id`,
+      "objects",
+    );
+    return { globalId: Buffer.from(`Alert:${a!.id}`).toString("base64"), event: { alertId: a!.id, eventId: a!.event_id, type: "RAISED" as const } };
+  };
+  liveAlerts = {
+    live,
+    yoga: createGraphQLHandler({ config, db: t.db, logger, live }),
+    maker: await raise("330102", world.maker.id),
+    hospital: await raise("330106", world.hospital.id),
+  };
+});
+afterAll(async () => {
+  await liveAlerts?.live.close();
+  await clearRedisPrefix(TEST_REDIS_URL, livePrefix);
+});
+
 /** A fresh, valid call of each root field; `ok` lists the callers that may make it. */
 const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, unknown>?] }> = {
   me: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ me { role } }"] },
@@ -107,17 +175,35 @@ const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, 
     ok: ["ADMIN", "PLANNER", "REPORTER"],
     call: () => ["mutation($id: ID!) { respondToMatch(id: $id, accept: true) { status } }", { id: matchIds[nextMatch++] }],
   },
+  alerts: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ alerts { edges { node { kind message } } } }"] },
+  // The plant's alerts: its organization and the planner above it may answer them; the hospital's procurement may not see them.
+  acknowledgeAlert: { ok: ["ADMIN", "PLANNER", "REPORTER"], call: () => ["mutation($id: ID!) { acknowledgeAlert(id: $id) { status } }", { id: alertIds[nextAlert++ % 10] }] },
+  resolveAlert: { ok: ["ADMIN", "PLANNER", "REPORTER"], call: () => ["mutation($id: ID!) { resolveAlert(id: $id) { status } }", { id: alertIds[nextAlert++ % 10] }] },
+  webhooks: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ webhooks { edges { node { url enabled } } } }"] },
+  deliveries: { ok: ["ADMIN"], call: () => ["{ deliveries { edges { node { status attempts } } } }"] },
+  registerWebhook: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => [`mutation { registerWebhook(url: "https://hooks.example.org/m${own++}") { url secret } }`] },
+  // The manufacturer's webhooks: its reporter and admins may switch or delete them, nobody else sees them.
+  disableWebhook: { ok: ["ADMIN", "REPORTER"], call: () => ["mutation($id: ID!) { disableWebhook(id: $id) { enabled } }", { id: makerWebhook }] },
+  enableWebhook: { ok: ["ADMIN", "REPORTER"], call: () => ["mutation($id: ID!) { enableWebhook(id: $id) { enabled } }", { id: makerWebhook }] },
+  deleteWebhook: { ok: ["ADMIN", "REPORTER"], call: () => ["mutation($id: ID!) { deleteWebhook(id: $id) }", { id: deletableWebhooks.shift() }] },
+  alertRaised: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["subscription { alertRaised { id } }"] },
   reportingCompleteness: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingCompleteness(regionCode: "330000", date: "2026-01-05") { expectedSites region { code } } }'] },
+  reportingSchedule: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingSchedule(regionCode: "330102") { cutoffLocalTime cutoffDaysAfter region { code } } }'] },
+  setReportingSchedule: {
+    ok: ["ADMIN", "PLANNER"],
+    call: () => ['mutation { setReportingSchedule(regionCode: "330102", cutoffLocalTime: "10:00", cutoffDaysAfter: 1) { cutoffLocalTime region { code } } }'],
+  },
+  clearReportingSchedule: { ok: ["ADMIN", "PLANNER"], call: () => ['mutation { clearReportingSchedule(regionCode: "330102") { cutoffLocalTime region { code } } }'] },
 };
 
 describe("root field x caller matrix", () => {
-  it("lists every root query and mutation of the schema", () => {
-    const roots = [...Object.keys(schema.getQueryType()!.getFields()), ...Object.keys(schema.getMutationType()!.getFields())];
+  it("lists every root query, mutation and subscription of the schema", () => {
+    const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!].flatMap((type) => Object.keys(type.getFields()));
     expect(Object.keys(CALLS).sort()).toEqual(roots.sort());
   });
 
   for (const [field, spec] of Object.entries(CALLS)) {
-    if (field === "createApiToken" || field === "revokeApiToken") continue;
+    if (field === "createApiToken" || field === "revokeApiToken" || field === "alertRaised") continue;
     it.each(CALLERS)(`${field} as %s`, async (caller) => {
       const [query, variables] = spec.call();
       const r = await gql(tokens[caller], query, variables);
@@ -157,4 +243,35 @@ describe("root field x caller matrix", () => {
       expect((await gql(tokens.ADMIN, "{ me { role } }")).data.me.role).toBe("ADMIN");
     }
   });
+
+  // A subscription answers as a stream: an allowed caller is sent an alert it may see, published
+  // while it listens; a refused one gets the error as the stream's only event.
+  it.each(CALLERS)("alertRaised as %s", async (caller) => {
+    const alert = caller === "PROCUREMENT" ? liveAlerts.hospital : liveAlerts.maker;
+    const response = await liveAlerts.yoga.fetch("http://test/graphql", {
+      method: "POST",
+      headers: { accept: "text/event-stream", "content-type": "application/json", ...(tokens[caller] ? { authorization: `Bearer ${tokens[caller]}` } : {}) },
+      body: JSON.stringify({ query: CALLS.alertRaised!.call()[0] }),
+    });
+    // The answer starts once the subscription is in place.
+    await liveAlerts.live.publish(alert.event);
+    const reader = response.body!.getReader();
+    let text = "";
+    const decoder = new TextDecoder();
+    while (!/event: next\ndata: .*\n\n/.test(text)) {
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      text += decoder.decode(chunk.value, { stream: true });
+    }
+    await reader.cancel();
+    const result = JSON.parse(/event: next\ndata: (.*)\n\n/.exec(text)![1]!);
+    if (CALLS.alertRaised!.ok.includes(caller)) {
+      expect(result.errors, `alertRaised as ${caller}`).toBeUndefined();
+      expect(result.data.alertRaised.id).toBe(alert.globalId);
+    } else {
+      expect(result.errors?.[0]?.message).toMatch(/not allowed|not signed in/);
+      expect(result.data ?? null).toBeNull();
+    }
+  });
+
 });

@@ -47,8 +47,8 @@ beforeAll(async () => {
 afterAll(async () => t?.drop());
 
 describe("deny by default", () => {
-  it("every root query and mutation declares auth scopes, and every object type is scoped", () => {
-    const roots = [schema.getQueryType()!, schema.getMutationType()!];
+  it("every root query, mutation and subscription declares auth scopes, and every object type is scoped", () => {
+    const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!];
     const unscoped = roots.flatMap((type) =>
       Object.values(type.getFields())
         .filter((f) => !(f.extensions as any)?.pothosOptions?.authScopes)
@@ -56,7 +56,7 @@ describe("deny by default", () => {
     );
     expect(unscoped).toEqual([]);
     const objectTypes = Object.values(schema.getTypeMap()).filter(
-      (type: any) => type.constructor.name === "GraphQLObjectType" && !type.name.startsWith("__") && !["Query", "Mutation"].includes(type.name),
+      (type: any) => type.constructor.name === "GraphQLObjectType" && !type.name.startsWith("__") && !["Query", "Mutation", "Subscription"].includes(type.name),
     );
     // Payloads and connection wrappers hold only objects that carry their own type scopes.
     const wrappers = /Connection$|Edge$|Payload$|^PageInfo$|^RowError$|^Viewer$/;

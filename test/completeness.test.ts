@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REPORTING_CUTOFF, reportingCompleteness, reportingCutoff, type CompletenessRow } from "../src/domain/completeness.js";
+import { checkCompliance, clearReportingSchedule, setReportingSchedule } from "../src/domain/compliance.js";
 import { createSite } from "../src/domain/organizations.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
 import { createPgliteTestDatabase, createTestDatabase, type TestDatabase } from "./helpers/db.js";
@@ -79,6 +80,8 @@ const row = (regionCode: string, expectedSites: number, reportingSites: number, 
   expectedSites,
   reportingSites,
   onTimeSites,
+  lateSites: reportingSites - onTimeSites,
+  missingSites: expectedSites - reportingSites,
   completeness: expectedSites ? reportingSites / expectedSites : null,
   timeliness: expectedSites ? onTimeSites / expectedSites : null,
 });
@@ -175,6 +178,31 @@ describe("reportingCompleteness", () => {
   });
 });
 
+describe("with a region's own reporting schedule", () => {
+  it("judges each site by the schedule of its region, in its own time zone", async () => {
+    // Xihu reports by 10:45: 02:45Z in Shanghai (XH-NEW, created 03:00Z, is still not expected) and
+    // 08:45Z in Berlin that day (summer time), so XH-BERLIN's 08:30Z report is on time now.
+    await setReportingSchedule(t.db, admin.actor, { regionCode: "330106", cutoffLocalTime: "10:45", cutoffDaysAfter: 1 });
+    try {
+      expect(strip(await reportingCompleteness(t.db, admin.viewer, { regionCode: "330100", date: DAY }))).toEqual([
+        row("330100", 5, 4, 3),
+        row("330102", 2, 2, 1),
+        row("330106", 3, 2, 2),
+      ]);
+      const q = `query($r: String!, $d: Date!) { reportingCompleteness(regionCode: $r, date: $d) { region { code } onTimeSites lateSites missingSites } }`;
+      const r = await gql(provincePlanner.token, q, { r: "330100", d: DAY });
+      expect(r.data.reportingCompleteness).toEqual([
+        { region: { code: "330100" }, onTimeSites: 3, lateSites: 1, missingSites: 1 },
+        { region: { code: "330102" }, onTimeSites: 1, lateSites: 1, missingSites: 0 },
+        { region: { code: "330106" }, onTimeSites: 2, lateSites: 0, missingSites: 1 },
+      ]);
+    } finally {
+      await clearReportingSchedule(t.db, admin.actor, { regionCode: "330106" });
+    }
+    expect(strip(await reportingCompleteness(t.db, admin.viewer, { regionCode: "330106", date: DAY }))).toEqual([row("330106", 3, 2, 1)]);
+  });
+});
+
 describe("on the embedded PGlite database", () => {
   // PGlite migrates and seeds in-process: slow on a busy machine, so it gets the setup's own time limit.
   let p: TestDatabase;
@@ -191,5 +219,11 @@ describe("on the embedded PGlite database", () => {
     const r = await submitReports(p.db, a.actor, [{ siteCode: "HZ-MASK-1", productCode: "MASK-N95", date: DAY, onHand: 1 }, { siteCode: "HZ-XIHU-H1", productCode: "MASK-N95", date: DAY, onHand: 1 }], { backfillDays: 7 });
     await p.db.execute(sql`update report set submitted_at = case when id = ${r.reportIds[0]!} then '2026-03-29T01:59:59Z'::timestamptz else '2026-03-29T02:00:00Z'::timestamptz end`);
     expect(strip(await reportingCompleteness(p.db, a.viewer, { regionCode: "330100", date: DAY }))).toEqual([row("330100", 2, 2, 1), row("330102", 1, 1, 1), row("330106", 1, 1, 0)]);
+    // The compliance check and its alerts run there too (the service's default database).
+    const check = await checkCompliance(p.db, new Date("2026-03-29T03:00:00Z"));
+    // Three sites, seven due days each (03-22 to 03-28): two reports, nineteen missing days.
+    expect(check.recorded).toEqual({ ON_TIME: 1, LATE: 1, MISSING: 19 });
+    expect(check.alerts).toMatchObject({ raised: 3 });
+    expect((await checkCompliance(p.db, new Date("2026-03-29T03:00:00Z"))).recorded).toEqual({ ON_TIME: 0, LATE: 0, MISSING: 0 });
   });
 });

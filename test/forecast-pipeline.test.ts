@@ -457,7 +457,7 @@ describe("on the embedded PGlite database", () => {
     const r = await submitReports(p.db, user.actor, rows as never, { backfillDays: 400 });
     expect(r.rejected).toEqual([]);
     const relayed: number[][] = [];
-    await relayOutbox(p.db, async (jobs) => void relayed.push(...jobs.flatMap((j) => (j.name === "reports.flagOutliers" ? [j.data.reportIds] : []))));
+    await relayOutbox(p.db, async (jobs) => void relayed.push(...jobs.flatMap((j) => (j.name === "reports.flagOutliers" ? [j.data.reportIds as number[]] : []))));
     const run = await recomputeDirty(p.db, { trigger: "manual" });
     expect(run.series).toBe(4);
     const [f] = await p.db.execute<{ risk_level: string; daily_demand: number; stock: number[] }>(

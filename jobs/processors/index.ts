@@ -4,16 +4,44 @@ import { evaluateForecasts, markAllDirty, recomputeDirty } from "../../src/domai
 import { purgeOutbox } from "../../src/domain/outbox.js";
 import { expireMatches, recomputeMatches } from "../../src/domain/matching/matching.js";
 import { flagOutliers } from "../../src/domain/reports/outliers.js";
+import { checkCompliance, recheckOverdueReports } from "../../src/domain/compliance.js";
 import type { Logger } from "../../src/logger.js";
+import { publishAlertDelivery, type AlertPublisher } from "../../src/domain/alerts/live.js";
+import type { ReconcileResult } from "../../src/domain/alerts/engine.js";
+import { evaluateMatchAlerts, evaluateReportAlerts, evaluateShortageAlerts } from "../../src/domain/alerts/rules.js";
+import { deliverEmail, deliverWebhook, deliverySettings, dispatchAlertEvent, sendDigest, sweepDeliveries, type DeliveryOutcome } from "../../src/domain/alerts/delivery.js";
 import type { JobName, JobPayload } from "../definitions.js";
+import type { WorkerDeps } from "../worker.js";
+import { UnrecoverableError, type ConnectionOptions } from "bullmq";
 
 export interface ProcessorContext {
   db: Database;
   logger: Logger;
+  config: WorkerDeps["config"];
+  /** The worker's Redis connection options, for processors that publish (the live subscription). */
+  connection: ConnectionOptions;
+  /** Publishes live alert events (alerts.publish); absent in a worker started without one. */
+  publishAlert?: AlertPublisher | undefined;
+  /** Attempts already made before this one, and how many the job has: the last one may give up cleanly. */
+  attempt: { made: number; max: number };
 }
 
 export type Processor<N extends JobName> = (payload: JobPayload<N>, ctx: ProcessorContext) => Promise<unknown>;
 export type ProcessorMap = { [N in JobName]: Processor<N> };
+
+const count = ({ eventIds: _ids, ...counts }: ReconcileResult) => counts;
+
+// Recorded on the delivery like any failed publish, so the delivery log says what is wrong.
+const noPublisher = async () => {
+  throw new Error("this worker was started without a live-alert publisher (WorkerDeps.publishAlert; src/main.ts passes one)");
+};
+
+/** A failed send throws: to be retried after the backoff, or (gone, or out of attempts) to stop now. */
+function settle(result: DeliveryOutcome) {
+  if (result.outcome === "retry") throw new Error(result.error);
+  if (result.outcome === "failed" || result.outcome === "gone") throw new UnrecoverableError(result.error);
+  return result;
+}
 
 /** Thin processors: each calls one service. Running one twice does no harm. */
 export const processors: ProcessorMap = {
@@ -34,8 +62,27 @@ export const processors: ProcessorMap = {
   "forecast.evaluate": async (_payload, { db }) => ({ evaluated: await evaluateForecasts(db) }),
   "matching.recompute": async ({ productId, kind }, { db }) => recomputeMatches(db, productId, kind, "forecasts"),
   "matching.expire": async (_payload, { db }) => ({ expired: await expireMatches(db) }),
+  // The report alerts read the outlier flags, so they are evaluated after them, in the same job.
   "reports.flagOutliers": async ({ reportIds }, { db }) => {
     const { flagged, changed } = await flagOutliers(db, reportIds);
-    return { outliers: flagged.length, changed };
+    await recheckOverdueReports(db, reportIds);
+    const alerts = await evaluateReportAlerts(db, reportIds);
+    return { outliers: flagged.length, changed, stockoutAlerts: count(alerts.stockout), qualityAlerts: count(alerts.quality) };
+  },
+  "compliance.check": async ({ asOf }, { db }) => {
+    const { alerts, ...marked } = await checkCompliance(db, asOf ? new Date(asOf) : new Date());
+    return { ...marked, alerts: alerts && count(alerts) };
+  },
+  "alerts.publish": async ({ deliveryId }, { db, publishAlert, attempt }) =>
+    publishAlertDelivery(db, publishAlert ?? noPublisher, deliveryId, { lastAttempt: attempt.made + 1 >= attempt.max }),
+  "alerts.dispatch": async ({ eventId }, { db, config }) => dispatchAlertEvent(db, eventId, deliverySettings(config)),
+  "alerts.deliverWebhook": async ({ deliveryId }, { db, config, attempt }) => settle(await deliverWebhook(db, deliveryId, deliverySettings(config), attempt)),
+  "alerts.deliverEmail": async ({ deliveryId }, { db, config, attempt }) => settle(await deliverEmail(db, deliveryId, deliverySettings(config), attempt)),
+  "alerts.sendDigest": async (digest, { db, config, attempt }) => settle(await sendDigest(db, digest, deliverySettings(config), attempt)),
+  "alerts.sweepDeliveries": async (_payload, { db, config }) => sweepDeliveries(db, deliverySettings(config)),
+  "alerts.evaluateForecasts": async ({ productId }, { db }) => count(await evaluateShortageAlerts(db, productId)),
+  "alerts.evaluateMatches": async ({ productId, kind }, { db }) => {
+    const { supplyMatch, upstream } = await evaluateMatchAlerts(db, productId, kind);
+    return { supplyMatch: count(supplyMatch), ...(upstream ? { upstream: count(upstream) } : {}) };
   },
 };

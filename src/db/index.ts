@@ -28,6 +28,8 @@ export interface DatabaseHandle {
   /** Applies pending migrations; safe to call from several processes at once. */
   migrate(): Promise<void>;
   ping(): Promise<void>;
+  /** Calls `onNotify` for every NOTIFY on `channel` (delivered at commit); resolves to a function that stops listening. */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -65,6 +67,11 @@ function openPostgres(url: string, poolSize: number): DatabaseHandle {
     async ping() {
       await client`select 1`;
     },
+    async listen(channel, onNotify) {
+      // postgres.js keeps one extra connection for all listeners and re-listens after reconnecting.
+      const { unlisten } = await client.listen(channel, () => onNotify());
+      return unlisten;
+    },
     async close() {
       await client.end({ timeout: 5 });
     },
@@ -95,6 +102,9 @@ function openPglite(dataDir: string): DatabaseHandle {
     },
     async ping() {
       await drizzleDb.execute(sql`select 1`);
+    },
+    async listen(channel, onNotify) {
+      return client.listen(channel, () => onNotify());
     },
     async close() {
       try {

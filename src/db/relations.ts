@@ -89,4 +89,24 @@ export const relations = defineRelations(schema, (r) => ({
     product: r.one.productTable({ from: r.bottleneckTable.productId, to: r.productTable.id, optional: false, alias: "bottleneck_product" }),
     input: r.one.productTable({ from: r.bottleneckTable.inputProductId, to: r.productTable.id, optional: false, alias: "bottleneck_input" }),
   },
+  alertTable: {
+    region: r.one.regionTable({ from: r.alertTable.regionId, to: r.regionTable.id, optional: false }),
+    product: r.one.productTable({ from: r.alertTable.productId, to: r.productTable.id }),
+    organization: r.one.organizationTable({ from: r.alertTable.organizationId, to: r.organizationTable.id }),
+    site: r.one.siteTable({ from: r.alertTable.siteId, to: r.siteTable.id }),
+    match: r.one.matchTable({ from: r.alertTable.matchId, to: r.matchTable.id }),
+    events: r.many.alertEventTable(),
+  },
+  alertEventTable: {
+    alert: r.one.alertTable({ from: r.alertEventTable.alertId, to: r.alertTable.id, optional: false }),
+  },
+  webhookTable: {
+    organization: r.one.organizationTable({ from: r.webhookTable.organizationId, to: r.organizationTable.id }),
+    jurisdiction: r.one.regionTable({ from: r.webhookTable.jurisdictionRegionId, to: r.regionTable.id }),
+    deliveries: r.many.deliveryTable(),
+  },
+  deliveryTable: {
+    webhook: r.one.webhookTable({ from: r.deliveryTable.webhookId, to: r.webhookTable.id }),
+    event: r.one.alertEventTable({ from: r.deliveryTable.alertEventId, to: r.alertEventTable.id }),
+  },
 }));

@@ -12,6 +12,7 @@ import {
   primaryKey,
   text,
   timestamp,
+  unique,
   uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
@@ -599,4 +600,184 @@ export const bottleneckTable = pgTable(
     inputShort: doublePrecision("input_short").notNull(),
   },
   (t) => [primaryKey({ columns: [t.forecastId, t.inputProductId] }), index("bottleneck_region_idx").on(t.regionId, t.productId)],
+);
+
+export const alertKindEnum = pgEnum("alert_kind", [
+  "SHORTAGE_RISK",
+  "STOCKOUT_IMMINENT",
+  "SUPPLY_MATCH",
+  "UPSTREAM_INPUT_SHORTAGE",
+  "REPORT_OVERDUE",
+  "DATA_QUALITY",
+]);
+export const alertStatusEnum = pgEnum("alert_status", ["OPEN", "ACKNOWLEDGED", "RESOLVED"]);
+export const alertResolutionEnum = pgEnum("alert_resolution", ["CLEARED", "MANUAL"]);
+export const alertEventTypeEnum = pgEnum("alert_event_type", ["RAISED", "ESCALATED", "RESOLVED"]);
+export const deliveryChannelEnum = pgEnum("delivery_channel", ["SSE", "WEBHOOK", "EMAIL"]);
+export const deliveryStatusEnum = pgEnum("delivery_status", ["PENDING", "DELIVERED", "FAILED", "DIGESTED", "CANCELLED"]);
+export const complianceStatusEnum = pgEnum("compliance_status", ["ON_TIME", "LATE", "MISSING"]);
+
+/**
+ * One alert per condition: `dedupe_key` (kind and what it is about, e.g.
+ * `SHORTAGE_RISK:region:12:product:3`) is unique among unresolved alerts, so a condition that
+ * persists updates its alert in place. `stage` is how bad the condition is now (rules define it;
+ * higher is worse), `peak_stage` the worst it has been: only a stage above the peak notifies
+ * again, so a condition flapping between two levels notifies once.
+ */
+export const alertTable = pgTable(
+  "alert",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    kind: alertKindEnum("kind").notNull(),
+    dedupeKey: text("dedupe_key").notNull(),
+    status: alertStatusEnum("status").notNull().default("OPEN"),
+    severity: riskLevelEnum("severity").notNull(),
+    stage: integer("stage").notNull(),
+    peakStage: integer("peak_stage").notNull(),
+    /** Where: every alert concerns a region, which decides the planners who see it. */
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id").references(() => productTable.id, { onDelete: "cascade" }),
+    /** The organization concerned, whose users see and receive it besides the planners. */
+    organizationId: uuid("organization_id").references(() => organizationTable.id, { onDelete: "cascade" }),
+    siteId: uuid("site_id").references(() => siteTable.id, { onDelete: "cascade" }),
+    matchId: uuid("match_id").references(() => matchTable.id, { onDelete: "set null" }),
+    message: text("message").notNull(),
+    /** The numbers that explain it (days of supply, dates, quantities), by kind. */
+    details: jsonb("details").notNull(),
+    raisedAt: timestamp("raised_at", { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    escalatedAt: timestamp("escalated_at", { withTimezone: true }),
+    acknowledgedAt: timestamp("acknowledged_at", { withTimezone: true }),
+    acknowledgedBy: uuid("acknowledged_by").references(() => userTable.id, { onDelete: "set null" }),
+    resolvedAt: timestamp("resolved_at", { withTimezone: true }),
+    resolvedBy: uuid("resolved_by").references(() => userTable.id, { onDelete: "set null" }),
+    resolution: alertResolutionEnum("resolution"),
+    resolveNote: text("resolve_note"),
+    /** For an alert resolved by hand while its condition held: when the condition next cleared. */
+    conditionClearedAt: timestamp("condition_cleared_at", { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex("alert_open_dedupe_key").on(t.dedupeKey).where(sql`${t.status} <> 'RESOLVED'`),
+    index("alert_dedupe_key_idx").on(t.dedupeKey, t.raisedAt),
+    index("alert_region_idx").on(t.regionId, t.raisedAt),
+    index("alert_organization_idx").on(t.organizationId, t.raisedAt),
+    index("alert_open_kind_idx").on(t.kind, t.productId).where(sql`${t.status} <> 'RESOLVED'`),
+    check(
+      "alert_resolution_consistent",
+      sql`(${t.status} = 'RESOLVED') = (${t.resolvedAt} is not null and ${t.resolution} is not null)`,
+    ),
+  ],
+);
+
+/** What happened to an alert that people are told about: each one is dispatched to every channel once. */
+export const alertEventTable = pgTable(
+  "alert_event",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    alertId: uuid("alert_id")
+      .notNull()
+      .references(() => alertTable.id, { onDelete: "cascade" }),
+    type: alertEventTypeEnum("type").notNull(),
+    severity: riskLevelEnum("severity").notNull(),
+    message: text("message").notNull(),
+    createdAt: createdAt(),
+    dispatchedAt: timestamp("dispatched_at", { withTimezone: true }),
+  },
+  (t) => [index("alert_event_alert_idx").on(t.alertId)],
+);
+
+/**
+ * A webhook endpoint. Its owner decides what it receives, as for a user: an organization (its
+ * own alerts), a jurisdiction (a planner's region and below) or neither (an admin's: everything).
+ * The signing secret is kept encrypted; it is shown once, when registered.
+ */
+export const webhookTable = pgTable(
+  "webhook",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    organizationId: uuid("organization_id").references(() => organizationTable.id, { onDelete: "cascade" }),
+    jurisdictionRegionId: integer("jurisdiction_region_id").references(() => regionTable.id, { onDelete: "cascade" }),
+    url: text("url").notNull(),
+    /** Alert kinds it wants; null for all. */
+    kinds: alertKindEnum("kinds").array(),
+    secretCiphertext: text("secret_ciphertext").notNull(),
+    createdBy: uuid("created_by").references(() => userTable.id, { onDelete: "set null" }),
+    createdAt: createdAt(),
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    disabledAt: timestamp("disabled_at", { withTimezone: true }),
+    disabledReason: text("disabled_reason"),
+  },
+  (t) => [
+    index("webhook_organization_idx").on(t.organizationId),
+    check("webhook_one_owner", sql`${t.organizationId} is null or ${t.jurisdictionRegionId} is null`),
+  ],
+);
+
+/**
+ * The delivery log: one row per alert event and recipient on a push channel (a webhook, a
+ * user's e-mail, the live subscription). Its id is the webhook message id, the same on every
+ * retry. DIGESTED rows were held back by the per-recipient cap and sent in `digest_id`.
+ */
+export const deliveryTable = pgTable(
+  "delivery",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    alertEventId: bigint("alert_event_id", { mode: "number" }).references(() => alertEventTable.id, { onDelete: "cascade" }),
+    channel: deliveryChannelEnum("channel").notNull(),
+    webhookId: uuid("webhook_id").references(() => webhookTable.id, { onDelete: "cascade" }),
+    userId: uuid("user_id").references(() => userTable.id, { onDelete: "cascade" }),
+    status: deliveryStatusEnum("status").notNull().default("PENDING"),
+    attempts: integer("attempts").notNull().default(0),
+    lastAttemptAt: timestamp("last_attempt_at", { withTimezone: true }),
+    lastStatusCode: integer("last_status_code"),
+    lastError: text("last_error"),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true }),
+    digestId: uuid("digest_id"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("delivery_event_recipient_key").on(t.alertEventId, t.channel, t.webhookId, t.userId).nullsNotDistinct(),
+    index("delivery_webhook_idx").on(t.webhookId, t.createdAt),
+    index("delivery_user_idx").on(t.userId, t.createdAt),
+    index("delivery_pending_idx").on(t.createdAt).where(sql`${t.status} = 'PENDING'`),
+  ],
+);
+
+/**
+ * When a region's sites must have reported a day: `cutoff_local_time` on the day plus
+ * `cutoff_days_after`, in each site's time zone. A region without a row takes its nearest
+ * ancestor's; the default is 10:00 on the next day.
+ */
+export const reportingScheduleTable = pgTable(
+  "reporting_schedule",
+  {
+    regionId: integer("region_id")
+      .primaryKey()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    cutoffLocalTime: text("cutoff_local_time").notNull(),
+    cutoffDaysAfter: integer("cutoff_days_after").notNull(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    check("reporting_schedule_time_format", sql`${t.cutoffLocalTime} ~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'`),
+    check("reporting_schedule_days_after_range", sql`${t.cutoffDaysAfter} between 0 and 7`),
+  ],
+);
+
+/** Whether each site reported each day by its cut-off, as the compliance job found once the cut-off passed. */
+export const reportComplianceTable = pgTable(
+  "report_compliance",
+  {
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => siteTable.id, { onDelete: "cascade" }),
+    date: date("date", { mode: "string" }).notNull(),
+    status: complianceStatusEnum("status").notNull(),
+    cutoffAt: timestamp("cutoff_at", { withTimezone: true }).notNull(),
+    firstSubmittedAt: timestamp("first_submitted_at", { withTimezone: true }),
+    checkedAt: timestamp("checked_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.siteId, t.date] }), index("report_compliance_date_idx").on(t.date, t.status)],
 );

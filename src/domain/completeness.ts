@@ -1,26 +1,18 @@
-import { TZDate } from "@date-fns/tz";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/index.js";
+import { DEFAULT_REPORTING_SCHEDULE, cutoffRows, cutoffsSql, reportingCutoff, scheduleCombos, siteSchedulesSql } from "./compliance.js";
 import { badInput, forbidden, notFound } from "./errors.js";
 import { dateProblem } from "./reports/validate.js";
 import type { Viewer } from "./viewer.js";
 
 /**
- * When a site's report for day D is due: `localTime` on day D + `daysAfter`, in the site's own
- * time zone (DHIS2's timeliness). One value for every region for now; issue 5 makes it
- * configurable per region.
+ * When a site's report for day D is due unless its region says otherwise: `localTime` on day
+ * D + `daysAfter`, in the site's own time zone (DHIS2's timeliness). Regions set their own with
+ * setReportingSchedule (src/domain/compliance.ts).
  */
-export const REPORTING_CUTOFF = { daysAfter: 1, localTime: "10:00" } as const;
+export const REPORTING_CUTOFF = DEFAULT_REPORTING_SCHEDULE;
 
-/**
- * The cut-off of a site's report for `date` (YYYY-MM-DD) as an instant: the same rule as the
- * SQL of {@link reportingCompleteness}, for callers outside the database (overdue alerts).
- */
-export function reportingCutoff(date: string, timeZone: string): Date {
-  const [hours, minutes] = REPORTING_CUTOFF.localTime.split(":").map(Number) as [number, number];
-  const local = new TZDate(Number(date.slice(0, 4)), Number(date.slice(5, 7)) - 1, Number(date.slice(8, 10)) + REPORTING_CUTOFF.daysAfter, hours, minutes, timeZone);
-  return new Date(local.getTime());
-}
+export { reportingCutoff };
 
 export interface CompletenessRow {
   regionId: number;
@@ -32,6 +24,10 @@ export interface CompletenessRow {
   reportingSites: number;
   /** Of those, the sites whose first submission for the date came before the cut-off. */
   onTimeSites: number;
+  /** reportingSites - onTimeSites: reported, but after the cut-off. */
+  lateSites: number;
+  /** expectedSites - reportingSites: no report for the date (yet). */
+  missingSites: number;
   /** reportingSites / expectedSites; null when no site was expected. */
   completeness: number | null;
   /** onTimeSites / expectedSites; null when no site was expected. */
@@ -42,7 +38,8 @@ export interface CompletenessRow {
  * Reporting completeness and timeliness of a region and of each of its direct children (the
  * region first, then the children by code) for one day. A site is on time when its first
  * submission for the day (revision 1, kept in report_revision once corrected) came before its
- * cut-off, counted in the site's own time zone, so daylight-saving changes move it correctly.
+ * cut-off (its region's schedule, counted in the site's own time zone, so daylight-saving
+ * changes move it correctly).
  * Only admins and planners whose jurisdiction holds the region may ask.
  */
 export async function reportingCompleteness(
@@ -67,6 +64,10 @@ export async function reportingCompleteness(
     );
   }
 
+  // Each site's cut-off comes from its region's schedule and its zone: the few distinct pairs are
+  // turned into instants here, with date-fns, and joined in as rows.
+  const inSubtree = sql`rg.path ^@ ${region.path}`;
+  const cutoffs = cutoffRows(await scheduleCombos(db, inSubtree), [input.date]);
   const date = sql`${input.date}::date`;
   const rows = await db.execute<{ region_id: number; code: string; expected: number; reporting: number; on_time: number }>(
     sql`with grp as (
@@ -74,16 +75,12 @@ export async function reportingCompleteness(
           union all
           select c.id, c.code, c.path, 1 from region c where c.parent_id = ${region.id}
         ),
-        -- The sites of the subtree (SP-GiST range on the path) that existed by their cut-off: the
-        -- local wall-clock time on the following day, turned into an instant in the site's zone.
+        -- The sites of the subtree (SP-GiST range on the path) that existed by their cut-off.
         expected_by_cutoff as (
-          select s.id, rg.path, x.cutoff
-          from region rg
-          join site s on s.region_id = rg.id
-          cross join lateral (
-            select ((${date} + ${REPORTING_CUTOFF.daysAfter}::int) + ${REPORTING_CUTOFF.localTime}::time) at time zone s.time_zone as cutoff
-          ) x
-          where rg.path ^@ ${region.path} and s.created_at <= x.cutoff
+          select ss.site_id as id, ss.path, c.cutoff_at as cutoff
+          from (${siteSchedulesSql(inSubtree)}) ss
+          join (${cutoffsSql(cutoffs)}) c on c.time_zone = ss.time_zone and c.local_time = ss.local_time and c.days_after = ss.days_after
+          where ss.created_at <= c.cutoff_at
         ),
         -- One index range per product on report (product_id, date): the day's reports of all sites.
         first_submission as (
@@ -119,6 +116,8 @@ export async function reportingCompleteness(
       expectedSites,
       reportingSites,
       onTimeSites,
+      lateSites: reportingSites - onTimeSites,
+      missingSites: expectedSites - reportingSites,
       completeness: rate(reportingSites, expectedSites),
       timeliness: rate(onTimeSites, expectedSites),
     };

@@ -6,6 +6,7 @@
 import { sql } from "drizzle-orm";
 import { z } from "zod";
 import type { Database } from "../db/index.js";
+import { outboxTable } from "../db/schema.js";
 import { markDirty, markReportsDirty } from "./forecast/pipeline.js";
 import { REPORTS_SUBMITTED_TOPIC } from "./reports/ingest.js";
 
@@ -13,16 +14,48 @@ export const DEMAND_CHANGED_TOPIC = "demand.changed";
 /** A product's forecasts (or committed matches) changed: its matching is out of date. */
 export const FORECASTS_UPDATED_TOPIC = "forecasts.updated";
 
+/** Jobs asked for by a transaction (alert dispatch, deliveries): relayed as they are. */
+export const JOBS_REQUESTED_TOPIC = "jobs.requested";
+
+const requestedJob = z.object({
+  name: z.string().min(1),
+  data: z.record(z.string(), z.unknown()),
+  jobId: z.string().min(1),
+  delay: z.number().int().nonnegative().optional(),
+  opts: z
+    .object({
+      attempts: z.number().int().positive().optional(),
+      backoff: z.object({ type: z.enum(["exponential", "fixed"]), delay: z.number().int().nonnegative() }).optional(),
+    })
+    .optional(),
+});
+
 const payloads = {
+  [JOBS_REQUESTED_TOPIC]: z.object({ jobs: z.array(requestedJob) }),
   [REPORTS_SUBMITTED_TOPIC]: z.object({ reportIds: z.array(z.number().int().positive()) }),
   [DEMAND_CHANGED_TOPIC]: z.object({ pairs: z.array(z.object({ regionId: z.number().int(), productId: z.number().int() })) }),
   [FORECASTS_UPDATED_TOPIC]: z.object({ productIds: z.array(z.number().int()) }),
 } as const;
 
 /** A job the relay asks the queue for; the id makes a second request for the same event a no-op. */
-export type RelayedJob =
-  | { name: "reports.flagOutliers"; data: { reportIds: number[] }; jobId: string; delay?: number }
-  | { name: "matching.recompute"; data: { productId: number; kind: "DOWNSTREAM" | "UPSTREAM" }; jobId: string; delay?: number };
+export interface RelayedJob {
+  /** A job name of jobs/definitions.ts; the worker checks the name and the processor the payload. */
+  name: string;
+  data: Record<string, unknown>;
+  jobId: string;
+  delay?: number;
+  /** Retries other than the worker's defaults (deliveries to endpoints that may be down for long). */
+  opts?: { attempts?: number; backoff?: { type: "exponential" | "fixed"; delay: number } };
+}
+
+/**
+ * Asks for jobs in the caller's transaction: they reach the queue once it commits (and only
+ * then), however long Redis is away. Give each a deterministic `jobId` so asking twice is one job.
+ */
+export async function requestJobs(tx: Database, jobs: RelayedJob[]): Promise<void> {
+  if (jobs.length === 0) return;
+  await tx.insert(outboxTable).values({ topic: JOBS_REQUESTED_TOPIC, payload: { jobs } });
+}
 
 /** Matching runs once per window of this length after forecasts change, taking them all. */
 export const MATCHING_DEBOUNCE_MS = 2000;
@@ -61,13 +94,19 @@ export async function relayOutbox(
         unknown.push({ id: e.id, topic: e.topic, problem: schema ? parsed!.error!.message : "unknown topic" });
         continue;
       }
-      if (e.topic === REPORTS_SUBMITTED_TOPIC) {
+      if (e.topic === JOBS_REQUESTED_TOPIC) {
+        jobs.push(...(parsed.data as { jobs: RelayedJob[] }).jobs);
+      } else if (e.topic === REPORTS_SUBMITTED_TOPIC) {
         const ids = (parsed.data as { reportIds: number[] }).reportIds;
         if (ids.length === 0) continue;
         reportIds.push(...ids);
         jobs.push({ name: "reports.flagOutliers", data: { reportIds: ids }, jobId: `outliers-${e.id}` });
       } else if (e.topic === FORECASTS_UPDATED_TOPIC) {
-        for (const id of (parsed.data as { productIds: number[] }).productIds) matchingProducts.add(id);
+        for (const id of (parsed.data as { productIds: number[] }).productIds) {
+          matchingProducts.add(id);
+          // Shortage alerts follow every change of forecasts at once: they are what planners wait for.
+          jobs.push({ name: "alerts.evaluateForecasts", data: { productId: id }, jobId: `alerts-forecasts-${id}-${e.id}` });
+        }
       } else {
         pairs.push(...(parsed.data as { pairs: { regionId: number; productId: number }[] }).pairs);
       }

@@ -3,6 +3,7 @@ import { eq, inArray } from "drizzle-orm";
 import type { Database } from "../db/index.js";
 import { regionTable, siteTable } from "../db/schema.js";
 import type { Viewer } from "../domain/viewer.js";
+import { alertVisibleTo } from "../domain/alerts/audience.js";
 
 interface SiteScope {
   organizationId: string;
@@ -111,6 +112,18 @@ export class Access {
     if (!v.organizationId) return false;
     const [from, to] = await Promise.all([this.sites.load(m.fromSiteId), m.toSiteId ? this.sites.load(m.toSiteId) : null]);
     return from?.organizationId === v.organizationId || to?.organizationId === v.organizationId;
+  }
+
+  /** An alert: admins; planners whose jurisdiction holds its region; the users of the organization concerned. */
+  async alertVisible(a: { regionId: number; organizationId: string | null }): Promise<boolean> {
+    const v = this.viewer;
+    if (!v) return false;
+    if (v.role === "ADMIN") return true;
+    if (v.role === "PLANNER") {
+      const path = await this.regionPaths.load(a.regionId);
+      return alertVisibleTo(v, { regionPath: path ?? "", organizationId: a.organizationId }) && path !== null;
+    }
+    return alertVisibleTo(v, { regionPath: "", organizationId: a.organizationId });
   }
 
   /** Regions where the viewer's own organization has sites (reporters and procurement). */

@@ -24,10 +24,12 @@ export interface PothosTypes {
     regionVisible: { id: number; path: string };
     regionFiguresVisible: number;
     matchVisible: { fromSiteId: string; toSiteId: string | null; toRegionId: number };
+    alertVisible: { regionId: number; organizationId: string | null };
   };
   Scalars: {
     Date: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date | string };
+    JSONObject: { Input: Record<string, unknown>; Output: unknown };
   };
   DefaultFieldNullability: false;
 }
@@ -106,6 +108,7 @@ export const builder = new SchemaBuilder<PothosTypes>({
       regionVisible: (region) => ctx.access.regionVisible(region),
       regionFiguresVisible: (regionId) => ctx.access.regionFiguresVisible(regionId),
       matchVisible: (m) => ctx.access.matchVisible(m),
+      alertVisible: (a) => ctx.access.alertVisible(a),
     }),
   },
 });

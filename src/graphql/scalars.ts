@@ -1,4 +1,4 @@
-import { DateTimeResolver } from "graphql-scalars";
+import { DateTimeResolver, JSONObjectResolver } from "graphql-scalars";
 import { GraphQLError, Kind } from "graphql";
 import { dateProblem } from "../domain/reports/validate.js";
 import { builder } from "./builder.js";
@@ -17,3 +17,4 @@ builder.scalarType("Date", {
 });
 
 builder.addScalarType("DateTime", DateTimeResolver, {});
+builder.addScalarType("JSONObject", JSONObjectResolver, {});

@@ -12,8 +12,12 @@ import "./demand.js";
 import "./completeness.js";
 import "./forecasts.js";
 import "./matching.js";
+import "./alerts.js";
+import "./subscriptions.js";
+import "./webhooks.js";
 
 builder.queryType({ description: "Read access; every field is limited to what the viewer may see." });
 builder.mutationType({ description: "Writes; each one is audited in the same transaction." });
+builder.subscriptionType({ description: "Live streams over server-sent events ('Accept: text/event-stream'); each is limited to what the viewer may see." });
 
 export const schema = lexicographicSortSchema(builder.toSchema());

@@ -18,6 +18,7 @@ import {
 import { compileQuery, isCompiledQuery, type CompiledQuery } from "graphql-jit";
 import type { Config } from "../config.js";
 import type { Database } from "../db/index.js";
+import type { LiveAlertSource } from "../domain/alerts/live.js";
 import { DomainError, findCause } from "../domain/errors.js";
 import { authenticate } from "../domain/tokens.js";
 import { createContext, type Context } from "../graphql/context.js";
@@ -31,6 +32,8 @@ export interface HttpDeps {
   logger: Logger;
   /** Checks every dependency the service needs to answer; throws with the reason if one is down. */
   ready: () => Promise<void>;
+  /** The live alert stream behind the alertRaised subscription; without it, subscribing is refused. */
+  live?: LiveAlertSource;
 }
 
 const unauthenticated = (message: string) =>
@@ -157,7 +160,7 @@ function useCompiledBulkMutations(logger: Logger): Plugin {
 }
 
 
-export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "ready">) {
+export function createGraphQLHandler({ config, db, logger, live }: Omit<HttpDeps, "ready">) {
   const requestIds: Plugin = {
     onResponse({ request, response }) {
       response.headers.set("x-request-id", request.headers.get("x-request-id") ?? "");
@@ -179,12 +182,12 @@ export function createGraphQLHandler({ config, db, logger }: Omit<HttpDeps, "rea
     context: async ({ request }) => {
       const requestId = request.headers.get("x-request-id") ?? randomUUID();
       const header = request.headers.get("authorization");
-      if (!header) return createContext(db, config, null, requestId);
+      if (!header) return createContext(db, config, null, requestId, live);
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
       if (!match) throw unauthenticated("the Authorization header must be 'Bearer <token>'");
       const viewer = await authenticate(db, match[1]!);
       if (!viewer) throw unauthenticated("the API token is unknown, revoked or expired; ask an admin for a new one");
-      return createContext(db, config, viewer, requestId);
+      return createContext(db, config, viewer, requestId, live);
     },
     maskedErrors: {
       maskError(error, message) {

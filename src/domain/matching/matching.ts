@@ -23,6 +23,7 @@ import type { Database } from "../../db/index.js";
 import { DomainError, forbidden, notFound } from "../errors.js";
 import type { Viewer } from "../viewer.js";
 import { writeAudit } from "../audit.js";
+import { requestJobs } from "../outbox.js";
 import type { Actor } from "../viewer.js";
 import { haversineKm, treeDistance } from "./distance.js";
 import { solveTransport } from "./solver.js";
@@ -182,6 +183,7 @@ export async function recomputeMatches(db: Database, productId: number, kind: Ma
             where id = any(${sql.param(gone)}::uuid[])`,
       );
     }
+    await requestJobs(tx, [evaluateMatchesJob(productId, kind, `run-${runId}`)]);
     return { runId, suppliers: suppliers.length, demands: demands.length, need, covered, proposals: proposals.length, inserted, updated, expired: gone.length };
   });
 }
@@ -232,9 +234,28 @@ async function downstreamNodes(tx: Database, productId: number): Promise<{ suppl
   return { suppliers, demands };
 }
 
-async function upstreamNodes(tx: Database, inputId: number): Promise<{ suppliers: SupplierNode[]; demands: DemandNode[] }> {
+/** A manufacturer site's use of a raw material: its daily need at recent output, what it holds, what it lacks for LEAD_TIME_DAYS. */
+export interface UpstreamNeed {
+  siteId: string;
+  regionId: number;
+  path: string;
+  lat: number | null;
+  lon: number | null;
+  /** Input per day at the site's recent output (bill of materials x average production). */
+  daily: number;
+  onHand: number;
+  /** Committed to it by accepted upstream matches, not yet delivered. */
+  committed: number;
+  /** Input missing for LEAD_TIME_DAYS of production: daily x days - on hand - committed. */
+  need: number;
+  /** How long its stock of the input lasts at that pace. */
+  daysLeft: number;
+}
+
+/** Every manufacturer site that makes something of `inputId`, with its need of it (which may be <= 0). */
+export async function upstreamNeeds(tx: Database, inputId: number): Promise<UpstreamNeed[]> {
   // Manufacturers of products made of this input, with their recent output and input on hand.
-  const rows = await tx.execute<{ site_id: string; region_id: number; path: string; lat: number | null; lon: number | null; need: number; days_left: number | null }>(
+  const rows = await tx.execute<{ site_id: string; region_id: number; path: string; lat: number | null; lon: number | null; daily: number; on_hand: number; committed: number }>(
     sql`with lines as (
           select s.id as site_id, s.region_id, b.quantity as per_unit,
                  (select avg(r.produced) from report r where r.site_id = s.id and r.product_id = b.product_id
@@ -244,11 +265,10 @@ async function upstreamNodes(tx: Database, inputId: number): Promise<{ suppliers
         ), needs as (
           select site_id, region_id, sum(level * per_unit) as daily from lines where level > 0 group by site_id, region_id
         )
-        select n.site_id, n.region_id, r.path, r.latitude as lat, r.longitude as lon,
-               n.daily * ${LEAD_TIME_DAYS}::int - coalesce(h.on_hand, 0)
-                 - coalesce((select sum(m.quantity) from match m where m.to_site_id = n.site_id and m.product_id = ${inputId}
-                             and m.kind = 'UPSTREAM' and m.status = 'ACCEPTED'), 0) as need,
-               coalesce(h.on_hand, 0) / n.daily as days_left
+        select n.site_id, n.region_id, r.path, r.latitude as lat, r.longitude as lon, n.daily,
+               coalesce(h.on_hand, 0) as on_hand,
+               coalesce((select sum(m.quantity) from match m where m.to_site_id = n.site_id and m.product_id = ${inputId}
+                         and m.kind = 'UPSTREAM' and m.status = 'ACCEPTED'), 0) as committed
         from needs n join region r on r.id = n.region_id
         left join lateral (
           select on_hand from report r where r.site_id = n.site_id and r.product_id = ${inputId} and r.on_hand is not null
@@ -256,9 +276,22 @@ async function upstreamNodes(tx: Database, inputId: number): Promise<{ suppliers
         ) h on true`,
     "objects",
   );
-  const demands: DemandNode[] = rows
+  return rows.map((r) => {
+    const daily = Number(r.daily);
+    const onHand = Number(r.on_hand);
+    const committed = Number(r.committed);
+    return {
+      siteId: r.site_id, regionId: r.region_id, path: r.path, lat: r.lat, lon: r.lon, daily, onHand, committed,
+      need: daily * LEAD_TIME_DAYS - onHand - committed,
+      daysLeft: onHand / daily,
+    };
+  });
+}
+
+async function upstreamNodes(tx: Database, inputId: number): Promise<{ suppliers: SupplierNode[]; demands: DemandNode[] }> {
+  const demands: DemandNode[] = (await upstreamNeeds(tx, inputId))
     .filter((r) => r.need > MIN_QUANTITY)
-    .map((r) => ({ regionId: r.region_id, path: r.path, lat: r.lat, lon: r.lon, need: r.need, urgency: requestUrgency(r.days_left ?? 0, null), requestId: null, toSiteId: r.site_id }));
+    .map((r) => ({ regionId: r.regionId, path: r.path, lat: r.lat, lon: r.lon, need: r.need, urgency: requestUrgency(r.daysLeft, null), requestId: null, toSiteId: r.siteId }));
   const suppliers = await supplierNodes(tx, inputId, ["RAW_MATERIAL_SUPPLIER", "DISTRIBUTOR"], false);
   return { suppliers, demands };
 }
@@ -347,15 +380,23 @@ export async function respondToMatch(db: Database, actor: Actor, input: { id: st
 
 /** Proposals older than `days` and accepted matches not fulfilled within `acceptedDays` expire. */
 export async function expireMatches(db: Database, days = 7, acceptedDays = 30): Promise<number> {
-  const rows = await db.execute<{ n: number }>(
-    sql`with gone as (
-          update match set status = 'EXPIRED', closed_at = now(),
+  return db.transaction(async (tx) => {
+    const gone = await tx.execute<{ product_id: number; kind: MatchKind }>(
+      sql`update match set status = 'EXPIRED', closed_at = now(),
                  reason = case when status = 'PROPOSED' then 'not answered in time' else 'accepted but not fulfilled in time' end
           where (status = 'PROPOSED' and created_at < now() - make_interval(days => ${days}))
              or (status = 'ACCEPTED' and responded_at < now() - make_interval(days => ${acceptedDays}))
-          returning 1)
-        select count(*)::int as n from gone`,
-    "objects",
-  );
-  return rows[0]?.n ?? 0;
+          returning product_id, kind`,
+      "objects",
+    );
+    // Their alerts resolve with them.
+    const pairs = [...new Set(gone.map((g) => `${g.product_id}|${g.kind}`))].map((k) => k.split("|") as [string, MatchKind]);
+    await requestJobs(tx, pairs.map(([productId, kind]) => evaluateMatchesJob(Number(productId), kind, `expire-${Date.now()}`)));
+    return gone.length;
+  });
+}
+
+/** The job that brings SUPPLY_MATCH (and, upstream, UPSTREAM_INPUT_SHORTAGE) alerts in line with the matches. */
+export function evaluateMatchesJob(productId: number, kind: MatchKind, cause: string) {
+  return { name: "alerts.evaluateMatches", data: { productId, kind }, jobId: `alerts-matches-${kind.toLowerCase()}-${productId}-${cause}` };
 }
