@@ -204,7 +204,7 @@ export async function runAlertsBench(argv: string[]) {
         }
         if (storedAt === undefined) {
           const [a] = await database.db.execute<{ n: number }>(
-            sql`select count(*)::int as n from alert a join region r on r.id = a.region_id where r.code = ${pair.region} and a.product_id = ${pair.product.id}`,
+            sql`select count(*)::int as n from alert a join region r on r.id = a.region_id where a.kind = 'SHORTAGE_RISK' and r.code = ${pair.region} and a.product_id = ${pair.product.id}`,
             "objects",
           );
           if (a!.n > 0) storedAt = now;
@@ -231,7 +231,7 @@ export async function runAlertsBench(argv: string[]) {
     console.log("|---|--:|--:|--:|");
     for (const [label, list] of [
       ["forecast readable (the floor: every alert waits for it)", stages.forecast],
-      ["alert stored in Postgres", stages.stored],
+      ["SHORTAGE_RISK alert stored in Postgres", stages.stored],
       ["signed webhook at the receiver", stages.webhook],
       ["alert held by the SSE subscriber on API process B", stages.sse],
     ] as const) {
