@@ -27,11 +27,12 @@ import { createHttpServer } from "../src/http/server.js";
 import { createLogger } from "../src/logger.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 
-export const ALERTS_USAGE = `  alerts [--alerts N] [--counties N]
+export const ALERTS_USAGE = `  alerts [--alerts N] [--counties N] [--poll-only]
       Alert latency: one report at a time turns one county's product RED; prints p50/p95/max of the
       time from submitReports returning (HTTP, API process A) to the forecast readable, the alert
       stored, the signed webhook received and the alert held by an SSE subscriber on API process B.
-      Defaults: --alerts 200 --counties 20 (x 10 products = 200 county-product pairs).
+      Defaults: --alerts 200 --counties 20 (x 10 products = 200 county-product pairs). --poll-only
+      leaves the outbox relay to its 250 ms poll (no LISTEN), to see what waking it at commit saves.
       Needs PostgreSQL and Redis (BENCH_DATABASE_URL, BENCH_REDIS_URL as for the other benches).`;
 
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -42,7 +43,8 @@ const listen = (server: Server) =>
   new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port)));
 
 export async function runAlertsBench(argv: string[]) {
-  const { values } = parseArgs({ args: argv, strict: true, options: { alerts: { type: "string" }, counties: { type: "string" } } });
+  const { values } = parseArgs({ args: argv, strict: true, options: { alerts: { type: "string" }, counties: { type: "string" }, "poll-only": { type: "boolean" } } });
+  const pollOnly = values["poll-only"] ?? false;
   const total = Number(values.alerts ?? 200);
   const counties = Number(values.counties ?? 20);
   const name = `supply_bench_alerts_${randomBytes(4).toString("hex")}`;
@@ -179,7 +181,8 @@ export async function runAlertsBench(argv: string[]) {
       logger,
       connection: { url: REDIS_URL, maxRetriesPerRequest: null },
       publishAlert: liveA.publish,
-      listen: database.listen,
+      // --poll-only: the relay finds events at its 250 ms poll instead of being woken at commit.
+      ...(pollOnly ? {} : { listen: database.listen }),
     });
     closers.push(() => worker.close(), () => clearRedisPrefix(REDIS_URL, prefix));
 
@@ -226,7 +229,7 @@ export async function runAlertsBench(argv: string[]) {
       const s = [...list].sort((a, b) => a - b);
       return s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]! / 1000;
     };
-    console.log(`${pairs.length} alerts, one report at a time, worker idle between them (times from submitReports returning over HTTP):\n`);
+    console.log(`${pairs.length} alerts, one report at a time${pollOnly ? ", outbox relay polling only (no LISTEN)" : ""}, worker idle between them (times from submitReports returning over HTTP):\n`);
     console.log("| step | p50 s | p95 s | max s |");
     console.log("|---|--:|--:|--:|");
     for (const [label, list] of [
