@@ -10,7 +10,9 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 
 # Dependencies first, so this layer is reused until package*.json change.
+# patches/ holds fixes to dependencies, applied by patch-package when npm ci runs postinstall.
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --no-audit --no-fund
 

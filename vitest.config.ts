@@ -10,7 +10,8 @@ export default defineConfig({
     alias: [{ find: /^graphql$/, replacement: require.resolve("graphql") }],
   },
   test: {
-    include: ["test/**/*.test.ts"],
+    // test/faults/ runs on its own: npm run test:faults (vitest.faults.config.ts).
+    include: ["test/*.test.ts"],
     globalSetup: ["test/helpers/global-setup.ts"],
     pool: "forks",
     testTimeout: 30_000,

@@ -41,6 +41,42 @@ export const alertDeliveryConfigSchema = z.object({
 });
 export type AlertDeliveryConfig = z.infer<typeof alertDeliveryConfigSchema>;
 
+/**
+ * Limits against abuse of the HTTP API (src/http/limits.ts). The defaults fit every legitimate
+ * operation of the test suite and a 5,000-row `submitReports` with room to spare.
+ */
+export const httpLimitsConfigSchema = z.object({
+  /** Deepest nesting of fields an operation may ask for (graphql-armor max-depth). */
+  GRAPHQL_MAX_DEPTH: positiveInt(12),
+  /** Aliased fields per operation (graphql-armor max-aliases). */
+  GRAPHQL_MAX_ALIASES: z.coerce.number().int().min(0).default(15),
+  /**
+   * Estimated cost per operation (graphql-armor cost-limit, with page sizes as the server answers
+   * them): a page of 100 rows with their nested objects costs about 5,000 to 20,000.
+   */
+  GRAPHQL_MAX_COST: positiveInt(25_000),
+  /** Lexical tokens per query document; variables are not counted (graphql-armor max-tokens). */
+  GRAPHQL_MAX_TOKENS: positiveInt(5_000),
+  /** Operations per batched request (a JSON array body); 0 refuses batches. */
+  GRAPHQL_MAX_BATCH: z.coerce.number().int().min(0).max(100).default(10),
+  /** Largest request body other than an upload, in bytes (5,000 report rows with every figure: about 1.3 MB, 1.9 MB with the longest codes). */
+  BODY_LIMIT_BYTES: positiveInt(10 * 1024 * 1024),
+  /** Largest multipart (file upload) request, in bytes. */
+  UPLOAD_LIMIT_BYTES: positiveInt(50 * 1024 * 1024),
+  /** Queries and subscriptions per API token per minute, counted in Redis across every API process. */
+  RATE_LIMIT_READS_PER_MINUTE: positiveInt(600),
+  /**
+   * Mutations per API token per minute (a `submitReports` of up to 5,000 rows is one): room for a
+   * backfill of 1.5 million rows a minute, while a client stuck in a loop is held to 5 a second.
+   */
+  RATE_LIMIT_WRITES_PER_MINUTE: positiveInt(300),
+  /** Operations per minute per client IP address without a valid token. */
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: positiveInt(60),
+  /** Proxies in front of the API that append to X-Forwarded-For; 0 = use the socket's address. */
+  TRUST_PROXY_HOPS: z.coerce.number().int().min(0).max(10).default(0),
+});
+export type HttpLimitsConfig = z.infer<typeof httpLimitsConfigSchema>;
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   HOST: z.string().default("0.0.0.0"),
@@ -64,6 +100,7 @@ export const configSchema = z.object({
     .default("true")
     .transform((v) => v === "true" || v === "1"),
   ...alertDeliveryConfigSchema.shape,
+  ...httpLimitsConfigSchema.shape,
 }).superRefine((config, ctx) => {
   if (config.NODE_ENV === "production" && config.SECRET_KEY === DEVELOPMENT_SECRET_KEY) {
     ctx.addIssue({

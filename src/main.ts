@@ -41,6 +41,8 @@ async function main() {
     db: database.db,
     logger,
     ...(mode === "worker" ? {} : { live }),
+    // Per-token rate limits are counted in the same Redis, so they hold across API processes.
+    redisUrl: redis.url,
     ready: async () => {
       await database.ping().catch((e: Error) => Promise.reject(new Error(`database unreachable: ${e.message}`)));
       await redis.ping().catch((e: Error) => Promise.reject(new Error(`redis unreachable: ${e.message}`)));

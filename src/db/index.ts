@@ -45,7 +45,14 @@ export function openDatabase(options: DatabaseOptions): DatabaseHandle {
 }
 
 function openPostgres(url: string, poolSize: number): DatabaseHandle {
-  const client = postgres(url, { max: poolSize, onnotice: () => {}, connection: { application_name: "supply-monitor" } });
+  const client = postgres(url, {
+    max: poolSize,
+    onnotice: () => {},
+    connection: { application_name: "supply-monitor" },
+    // postgres.js waits 3^n/100 s (up to 20 s) before its n-th reconnect: after an outage of a few
+    // seconds the pool would stay down for several more. Capped at 1 s, it is back within a second.
+    backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries),
+  });
   const db = drizzlePostgres({ client, relations }) as unknown as Database;
   return {
     db,

@@ -1,5 +1,4 @@
-import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
 import { createYoga, type Plugin } from "graphql-yoga";
 import {
   GraphQLError,
@@ -21,10 +20,28 @@ import type { Database } from "../db/index.js";
 import type { LiveAlertSource } from "../domain/alerts/live.js";
 import { DomainError, findCause } from "../domain/errors.js";
 import { authenticate } from "../domain/tokens.js";
+import type { Viewer } from "../domain/viewer.js";
 import { createContext, type Context } from "../graphql/context.js";
 import { toGraphQLError } from "../graphql/errors.js";
 import { schema } from "../graphql/schema.js";
 import type { Logger } from "../logger.js";
+import {
+  clientAddress,
+  createRateLimits,
+  currentRequestId,
+  documentLimitPlugins,
+  introspectionPlugins,
+  requestIdFrom,
+  runWithRequestId,
+  useBodyLimits,
+  useCostLimit,
+  useCsrfPrevention,
+  useHttpErrors,
+  useNestingLimit,
+  useRateLimits,
+  useRequestIds,
+  type RateLimits,
+} from "./limits.js";
 
 export interface HttpDeps {
   config: Config;
@@ -34,7 +51,29 @@ export interface HttpDeps {
   ready: () => Promise<void>;
   /** The live alert stream behind the alertRaised subscription; without it, subscribing is refused. */
   live?: LiveAlertSource;
+  /** The Redis where per-token rate limits are counted; without it, operations are not rate limited. */
+  redisUrl?: string;
 }
+
+/**
+ * The database cannot be reached or is refusing connections: postgres.js's connection errors, the
+ * socket's, and SQLSTATE class 08 (connection exception), 57P01-57P03 (shutting down, starting
+ * up) and 53300 (too many connections).
+ */
+export function isDatabaseUnavailable(e: { code?: unknown }): boolean {
+  const code = typeof e.code === "string" ? e.code : "";
+  return (
+    ["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "53300"].includes(code) ||
+    code.startsWith("08") ||
+    ["57P01", "57P02", "57P03"].includes(code)
+  );
+}
+
+const databaseUnavailable = () =>
+  new GraphQLError(
+    "the database is unavailable right now; retry in a few seconds (a batch retried with the same idempotencyKey is stored once)",
+    { extensions: { code: "SERVICE_UNAVAILABLE", http: { status: 503, headers: { "retry-after": "5" } } } },
+  );
 
 const unauthenticated = (message: string) =>
   new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
@@ -160,17 +199,33 @@ function useCompiledBulkMutations(logger: Logger): Plugin {
 }
 
 
-export function createGraphQLHandler({ config, db, logger, live }: Omit<HttpDeps, "ready">) {
-  const requestIds: Plugin = {
-    onResponse({ request, response }) {
-      response.headers.set("x-request-id", request.headers.get("x-request-id") ?? "");
-    },
+export interface GraphQLHandlerDeps extends Omit<HttpDeps, "ready" | "redisUrl"> {
+  /** Per-token rate limits; without them, operations are not rate limited (tests, tools). */
+  rateLimits?: RateLimits;
+}
+
+export function createGraphQLHandler({ config, db, logger, live, rateLimits }: GraphQLHandlerDeps) {
+  const production = config.NODE_ENV === "production";
+  // One token lookup per request, shared by the introspection check and the context.
+  const viewers = new WeakMap<Request, Promise<Viewer | null>>();
+  const bearerToken = (request: Request) => /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "")?.[1];
+  const viewerOf = (request: Request) => {
+    let viewer = viewers.get(request);
+    if (!viewer) {
+      const token = bearerToken(request);
+      viewers.set(request, (viewer = token ? authenticate(db, token) : Promise.resolve(null)));
+    }
+    return viewer;
   };
-  return createYoga<Record<string, never>, Context>({
+  return createYoga<{ req?: IncomingMessage }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     landingPage: false,
-    graphiql: config.NODE_ENV !== "production",
+    graphiql: !production,
+    // A JSON array of operations; each one passes every limit below on its own.
+    batching: config.GRAPHQL_MAX_BATCH > 0 ? { limit: config.GRAPHQL_MAX_BATCH } : false,
+    // useBodyLimits enforces the limits, with one for uploads and one for everything else.
+    maxRequestBodySize: false,
     logging: {
       debug: (...args) => logger.debug({ args }, "yoga"),
       info: (...args) => logger.info({ args }, "yoga"),
@@ -178,15 +233,31 @@ export function createGraphQLHandler({ config, db, logger, live }: Omit<HttpDeps
       // Unexpected errors are logged once, with their stack, in maskError; what yoga reports here is client-caused.
       error: (...args) => logger.debug({ args }, "yoga"),
     },
-    plugins: [requestIds, useCompiledBulkMutations(logger)],
-    context: async ({ request }) => {
-      const requestId = request.headers.get("x-request-id") ?? randomUUID();
-      const header = request.headers.get("authorization");
-      if (!header) return createContext(db, config, null, requestId, live);
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!match) throw unauthenticated("the Authorization header must be 'Bearer <token>'");
-      const viewer = await authenticate(db, match[1]!);
-      if (!viewer) throw unauthenticated("the API token is unknown, revoked or expired; ask an admin for a new one");
+    plugins: [
+      useRequestIds(),
+      useHttpErrors(config),
+      useCsrfPrevention(),
+      useBodyLimits(config),
+      ...introspectionPlugins(config, async (request) => (await viewerOf(request)) !== null),
+      ...documentLimitPlugins(config),
+      useNestingLimit(config),
+      useCostLimit(config),
+      ...(rateLimits ? [useRateLimits(config, rateLimits)] : []),
+      useCompiledBulkMutations(logger),
+    ],
+    context: async ({ request, req }) => {
+      const requestId = currentRequestId() ?? requestIdFrom(request.headers.get("x-request-id"));
+      if (!request.headers.has("authorization")) return createContext(db, config, null, requestId, live);
+      const viewer = await viewerOf(request);
+      if (!viewer) {
+        // Guessing tokens spends the address's budget for requests without a valid token.
+        await rateLimits?.consume(clientAddress(config, req), "anonymous");
+        throw unauthenticated(
+          bearerToken(request)
+            ? "the API token is unknown, revoked or expired; ask an admin for a new one"
+            : "the Authorization header must be 'Bearer <token>'",
+        );
+      }
       return createContext(db, config, viewer, requestId, live);
     },
     maskedErrors: {
@@ -206,17 +277,46 @@ export function createGraphQLHandler({ config, db, logger, live }: Omit<HttpDeps
         }
         // GraphQL's own errors (validation, variable coercion, auth scopes) are written for clients.
         if (error instanceof GraphQLError && (!error.originalError || error.originalError instanceof GraphQLError)) return error;
-        logger.error({ err: error }, "unexpected error while answering a request");
-        return new GraphQLError(message, { extensions: { code: "INTERNAL_SERVER_ERROR" } });
+        // An outage, not a bug: say so, with a 503 the client can retry on.
+        if (findCause(error, isDatabaseUnavailable)) return databaseUnavailable();
+        // The same id in the answer and in the log line lets operators find what went wrong.
+        const requestId = currentRequestId();
+        // The root cause (a database error inside the query builder's, say) is what operators need.
+        const root = findCause<{ message?: unknown; code?: unknown }>(error, (e) => !e.originalError && !e.cause);
+        const cause = root && root !== error ? { message: String(root.message), code: root.code } : undefined;
+        logger.error({ err: error, cause, requestId }, "unexpected error while answering a request");
+        const located = error instanceof GraphQLError ? error : undefined;
+        return new GraphQLError(
+          requestId
+            ? `${message.replace(/\.$/, "")} (request id ${requestId}); try again, and if it keeps failing, give the operators this request id`
+            : message,
+          {
+            nodes: located?.nodes,
+            source: located?.source,
+            positions: located?.positions,
+            path: located?.path,
+            extensions: {
+              code: "INTERNAL_SERVER_ERROR",
+              ...(requestId ? { requestId } : {}),
+              // Outside production the cause helps whoever is developing; in production it stays in the log.
+              ...(config.NODE_ENV === "development" ? { cause: error instanceof Error ? error.message : String(error) } : {}),
+            },
+          },
+        );
       },
     },
   });
 }
 
-/** The HTTP server: GraphQL at /graphql, liveness at /healthz, readiness at /readyz. */
+/**
+ * The HTTP server: GraphQL at /graphql, liveness at /healthz, readiness at /readyz. With `redisUrl`,
+ * operations are rate limited per token, counted in that Redis across every API process; the
+ * server's `close` event releases its connection.
+ */
 export function createHttpServer(deps: HttpDeps): Server {
-  const yoga = createGraphQLHandler(deps);
-  return createServer((req, res) => {
+  const rateLimits = deps.redisUrl ? createRateLimits({ config: deps.config, redisUrl: deps.redisUrl, logger: deps.logger }) : undefined;
+  const yoga = createGraphQLHandler({ ...deps, rateLimits });
+  const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
@@ -232,7 +332,12 @@ export function createHttpServer(deps: HttpDeps): Server {
       );
       return;
     }
-    if (!req.headers["x-request-id"]) req.headers["x-request-id"] = randomUUID();
-    void yoga(req, res);
+    const header = req.headers["x-request-id"];
+    const requestId = requestIdFrom(Array.isArray(header) ? header[0] : header);
+    req.headers["x-request-id"] = requestId;
+    // The whole answer, including a streamed one (subscriptions), runs under the request's id.
+    runWithRequestId(requestId, () => void yoga(req, res));
   });
+  if (rateLimits) server.once("close", () => void rateLimits.close());
+  return server;
 }

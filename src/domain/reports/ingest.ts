@@ -9,6 +9,8 @@ import { isUniqueViolation } from "../validation.js";
 import type { Actor, Viewer } from "../viewer.js";
 import { FLAG_SETS, QualityFlag, flagSetIndex, ownQualityFlags } from "./quality.js";
 import {
+  CONTROL,
+  LONE_SURROGATE,
   MAX_QUANTITY,
   MEASURES,
   dayNumber,
@@ -73,8 +75,14 @@ export async function submitReports(
     );
   }
   const idempotencyKey = options.idempotencyKey?.trim() || null;
-  if (idempotencyKey !== null && idempotencyKey.length > 200) {
-    throw new DomainError("BAD_INPUT", "idempotencyKey is longer than 200 characters; use a UUID or a short unique string");
+  if (idempotencyKey !== null) {
+    // The key is stored as text and quoted in the audit row's JSON, neither of which holds these.
+    const problem =
+      idempotencyKey.length > 200 ? "is longer than 200 characters"
+      : CONTROL.test(idempotencyKey) ? "contains control characters"
+      : LONE_SURROGATE.test(idempotencyKey) ? "is not valid Unicode text (it holds half of a surrogate pair)"
+      : null;
+    if (problem) throw new DomainError("BAD_INPUT", `idempotencyKey ${problem}; use a UUID or a short unique string`);
   }
   const now = options.now ?? new Date();
 
@@ -146,9 +154,12 @@ const idempotencyRow = (viewer: Viewer, key: string) =>
  * primary key until this transaction ends, then sees the stored result.
  */
 async function claimIdempotencyKey(tx: Database, viewer: Viewer, idempotencyKey: string, inputs: readonly ReportRowInput[]) {
-  // Omitted and null fields mean the same, so they hash the same.
+  // Omitted and null fields mean the same, so they hash the same. A row that is not an object
+  // (refused, but part of the body) hashes as itself, so [5] and ["x"] are different batches.
   const canonical = inputs.map((row) =>
-    Object.fromEntries(Object.entries(row ?? {}).filter(([, v]) => v !== null && v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1))),
+    row !== null && typeof row === "object" && !Array.isArray(row)
+      ? Object.fromEntries(Object.entries(row).filter(([, v]) => v !== null && v !== undefined).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : row,
   );
   const requestHash = createHash("sha256").update(JSON.stringify(canonical)).digest("hex");
   const inserted = await tx

@@ -40,7 +40,16 @@ export interface ParsedRow extends SentMeasures {
 const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+export const CONTROL = /[\u0000-\u001f\u007f]/;
+/**
+ * Half of a surrogate pair without its other half: not a character, and neither PostgreSQL text
+ * nor JSON can hold it (in `u` mode a whole pair is one code point, so only lone halves match).
+ */
+export const LONE_SURROGATE = /\p{Cs}/u;
+/** Longest unit name the catalog declares (see catalog.ts): anything longer is no unit. */
+const MAX_UNIT_LENGTH = 32;
+/** How much of a wrong value a message quotes. */
+const MAX_SHOWN = 40;
 /** Dates outside this range are typing errors (and year 0 does not exist in PostgreSQL). */
 export const EARLIEST_DATE = "1900-01-01";
 export const LATEST_DATE = "2999-12-31";
@@ -63,7 +72,25 @@ function calendarDay(value: unknown): number | string {
   return day;
 }
 
-const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
+/**
+ * A value as a message quotes it: numbers as they are, anything else as JSON (strings quoted and
+ * escaped, so control characters and lone surrogates show as escapes), cut short when long. Never
+ * throws, whatever the value (`String({ toString: 1 })` would).
+ */
+export function show(v: unknown): string {
+  if (typeof v === "number") return String(v);
+  if (typeof v === "string") {
+    return v.length > MAX_SHOWN ? `${JSON.stringify(v.slice(0, MAX_SHOWN))}… (${v.length} characters)` : JSON.stringify(v);
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined) return v === undefined ? "undefined" : typeof v === "object" ? "an object that is not plain data" : `a ${typeof v}`;
+  return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}… (${text.length} characters)` : text;
+}
 
 function absent(v: unknown): boolean {
   return v === undefined || v === null || (typeof v === "string" && v.trim() === "");
@@ -80,6 +107,7 @@ function code(errors: RowError[], index: number, field: "siteCode" | "productCod
     if (trimmed === "") fail(errors, index, field, `${field} is required`);
     else if (trimmed.length > 64) fail(errors, index, field, `${field} is longer than 64 characters`);
     else if (CONTROL.test(v)) fail(errors, index, field, `${field} contains control characters; send the plain code`);
+    else if (LONE_SURROGATE.test(v)) fail(errors, index, field, `${field} is not valid Unicode text (it holds half of a surrogate pair); send the plain code`);
     else return trimmed;
   } else if (v === undefined || v === null) fail(errors, index, field, `${field} is required`);
   else fail(errors, index, field, `${field} must be text, got ${show(v)}`);
@@ -110,14 +138,15 @@ function figure(errors: RowError[], index: number, m: Measure, raw: unknown): nu
   else if (n < 0) fail(errors, index, m, `${m} must be >= 0, got ${n}`);
   else if (m === "stockoutHours" && n > 24) fail(errors, index, m, `stockoutHours must be between 0 and 24, got ${n}`);
   else if (n > MAX_QUANTITY) fail(errors, index, m, `${m} must be at most ${MAX_QUANTITY.toExponential()}, got ${n}; check the figure and its unit`);
-  else return n;
+  // -0 (as "-0" or from JSON) is stored as 0: the same figure, without a sign that shows in exports.
+  else return n === 0 ? 0 : n;
   return undefined;
 }
 
 /** Checks one row's own fields (no database): types, formats, ranges. */
 export function parseRow(input: ReportRowInput, index: number, errors: RowError[]): ParsedRow | null {
   const before = errors.length;
-  if (typeof input !== "object" || input === null) {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
     fail(errors, index, null, "is not an object with siteCode, productCode, date and figures");
     return null;
   }
@@ -143,7 +172,10 @@ export function parseRow(input: ReportRowInput, index: number, errors: RowError[
   if (!absent(rawUnit)) {
     if (typeof rawUnit !== "string") fail(errors, index, "unit", `unit must be text, got ${show(rawUnit)}`);
     else if (CONTROL.test(rawUnit)) fail(errors, index, "unit", "unit contains control characters; send the plain unit name");
-    else unit = rawUnit.trim();
+    else if (LONE_SURROGATE.test(rawUnit)) fail(errors, index, "unit", "unit is not valid Unicode text (it holds half of a surrogate pair); send the plain unit name");
+    else if (rawUnit.trim().length > MAX_UNIT_LENGTH) {
+      fail(errors, index, "unit", `unit is longer than ${MAX_UNIT_LENGTH} characters, so no product declares it; send the base unit or a pack unit name (products { units { name } })`);
+    } else unit = rawUnit.trim();
   }
 
   const onHand = figure(errors, index, "onHand", input.onHand);
