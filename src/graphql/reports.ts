@@ -42,7 +42,10 @@ export const ReportRef = builder.drizzleNode("reportTable", {
       description: "Data-quality findings, not rejections: STOCK_BALANCE_MISMATCH, PRODUCED_ABOVE_CAPACITY, BACKFILL.",
     }),
     revision: t.exposeInt("revision", { description: "1 for the first submission, +1 per correction." }),
-    revisions: t.relation("revisions", { description: "Earlier versions, newest first.", query: { orderBy: { revision: "desc" } } }),
+    revisions: t.relation("revisions", {
+      description: "Earlier versions, newest first: the latest 100 (the revision number says how many there were).",
+      query: { orderBy: { revision: "desc" }, limit: 100 },
+    }),
     submittedAt: t.expose("submittedAt", { type: "DateTime", description: "When the current version was submitted." }),
   }),
 });
