@@ -175,6 +175,8 @@ export async function runAlertsBench(argv: string[]) {
       await reading;
     });
 
+    // Closed in reverse: the worker stops first, then its keys are cleared.
+    closers.push(() => clearRedisPrefix(REDIS_URL, prefix));
     const worker = await startWorker({
       config,
       db,
@@ -184,7 +186,7 @@ export async function runAlertsBench(argv: string[]) {
       // --poll-only: the relay finds events at its 250 ms poll instead of being woken at commit.
       ...(pollOnly ? {} : { listen: database.listen }),
     });
-    closers.push(() => worker.close(), () => clearRedisPrefix(REDIS_URL, prefix));
+    closers.push(() => worker.close());
 
     const stages = { forecast: [] as number[], stored: [] as number[], webhook: [] as number[], sse: [] as number[] };
     const pairs = sites.flatMap((s, c) => products.map((p) => ({ site: s, region: String(330101 + c), product: p }))).slice(0, total);
