@@ -3,12 +3,11 @@
 // process (B), one report at a time into an idle worker. The forecast being readable is printed
 // alongside: it is the step every alert waits for, the floor of the alert path.
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
-import { Webhook } from "standardwebhooks";
 import { startWorker } from "../jobs/worker.js";
 import { loadConfig } from "../src/config.js";
 import { openDatabase } from "../src/db/index.js";
@@ -25,6 +24,7 @@ import { createUser } from "../src/domain/users.js";
 import { systemActor } from "../src/domain/viewer.js";
 import { createHttpServer } from "../src/http/server.js";
 import { createLogger } from "../src/logger.js";
+import { startReceiver, subscribeSse } from "../test/helpers/channels.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 
 export const ALERTS_USAGE = `  alerts [--alerts N] [--counties N] [--poll-only]
@@ -91,25 +91,8 @@ export async function runAlertsBench(argv: string[]) {
     await db.execute(/* the setup's own events are not the bench's */ sql`update outbox set processed_at = now() where processed_at is null`);
 
     // The receiver verifies every signature, as a real one must.
-    const webhookArrivals = new Map<string, number>();
-    let verifier: Webhook | undefined = undefined;
-    const receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        try {
-          const payload = verifier!.verify(body, req.headers as Record<string, string>) as { type: string; data: { regionCode?: string; productCode?: string } };
-          const key = `${payload.data.regionCode}|${payload.data.productCode}|${payload.type}`;
-          if (!webhookArrivals.has(key)) webhookArrivals.set(key, performance.now());
-          res.writeHead(204).end();
-        } catch {
-          res.writeHead(400).end();
-        }
-      });
-    });
-    const receiverPort = await listen(receiver);
-    closers.push(() => new Promise((r) => receiver.close(r)));
+    const receiver = await startReceiver();
+    closers.push(() => receiver.close());
 
     const liveA = createLiveAlerts({ url: REDIS_URL, prefix, logger });
     const liveB = createLiveAlerts({ url: REDIS_URL, prefix, logger });
@@ -134,46 +117,14 @@ export async function runAlertsBench(argv: string[]) {
       return body.data;
     };
     const hook = await gql(portA, plannerToken, `mutation($u: String!) { registerWebhook(url: $u, kinds: [SHORTAGE_RISK]) { id secret } }`, {
-      u: `http://127.0.0.1:${receiverPort}/hook`,
+      u: receiver.url,
     });
-    verifier = new Webhook(hook.registerWebhook.secret);
+    receiver.secret = hook.registerWebhook.secret;
 
     // The subscriber: GraphQL over SSE on process B.
-    const sseArrivals = new Map<string, number>();
-    const abort = new AbortController();
-    const stream = await fetch(`http://127.0.0.1:${portB}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream", authorization: `Bearer ${plannerToken}` },
-      body: JSON.stringify({ query: `subscription { alertRaised(kinds: [SHORTAGE_RISK]) { id status region { code } product { code } } }` }),
-      signal: abort.signal,
-    });
-    if (!stream.ok || !stream.body) throw new Error(`subscription refused: HTTP ${stream.status}`);
-    const reading = (async () => {
-      const decoder = new TextDecoder();
-      let buffer = "";
-      try {
-        for await (const chunk of stream.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("");
-            if (!data) continue;
-            const a = JSON.parse(data)?.data?.alertRaised;
-            if (!a) continue;
-            const key = `${a.region.code}|${a.product.code}|${a.status}`;
-            if (!sseArrivals.has(key)) sseArrivals.set(key, performance.now());
-          }
-        }
-      } catch (error) {
-        if (!abort.signal.aborted) throw error;
-      }
-    })();
-    closers.push(async () => {
-      abort.abort();
-      await reading;
-    });
+    const stream = await subscribeSse(portB, plannerToken, `subscription { alertRaised(kinds: [SHORTAGE_RISK]) { id status region { code } product { code } } }`);
+    if (stream.status !== 200) throw new Error(`subscription refused: HTTP ${stream.status}`);
+    closers.push(async () => stream.close());
 
     // Closed in reverse: the worker stops first, then its keys are cleared.
     closers.push(() => clearRedisPrefix(REDIS_URL, prefix));
@@ -214,8 +165,13 @@ export async function runAlertsBench(argv: string[]) {
           );
           if (a!.n > 0) storedAt = now;
         }
-        const webhookAt = webhookArrivals.get(`${key}|alert.raised`);
-        const sseAt = sseArrivals.get(`${key}|OPEN`);
+        const webhookAt = receiver.received.find(
+          (r) => r.verified && r.payload.type === "alert.raised" && `${r.payload.data.regionCode}|${r.payload.data.productCode}` === key,
+        )?.at;
+        const sseAt = stream.received.find((e) => {
+          const a = e.data?.data?.alertRaised;
+          return a?.status === "OPEN" && `${a.region.code}|${a.product.code}` === key;
+        })?.at;
         if (forecastAt && storedAt && webhookAt && sseAt) {
           stages.forecast.push(forecastAt - returned);
           stages.stored.push(storedAt - returned);

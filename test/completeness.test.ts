@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { REPORTING_CUTOFF, reportingCompleteness, reportingCutoff, type CompletenessRow } from "../src/domain/completeness.js";
+import { reportingCompleteness, type CompletenessRow } from "../src/domain/completeness.js";
+import { DEFAULT_REPORTING_SCHEDULE, reportingCutoff } from "../src/domain/compliance.js";
 import { checkCompliance, clearReportingSchedule, setReportingSchedule } from "../src/domain/compliance.js";
 import { createSite } from "../src/domain/organizations.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
@@ -119,7 +120,7 @@ describe("reportingCompleteness", () => {
     const date = "2026-06-15";
     const cutoff = reportingCutoff(date, "Asia/Shanghai");
     expect(cutoff.toISOString()).toBe("2026-06-16T02:00:00.000Z");
-    expect(REPORTING_CUTOFF).toEqual({ daysAfter: 1, localTime: "10:00" });
+    expect(DEFAULT_REPORTING_SCHEDULE).toEqual({ daysAfter: 1, localTime: "10:00" });
     await report("HZ-MASK-1", date, new Date(cutoff.getTime() - 1).toISOString());
     await report("SC-LATE", date, cutoff.toISOString());
     expect(strip(await reportingCompleteness(t.db, admin.viewer, { regionCode: "330102", date }))).toEqual([row("330102", 2, 2, 1, date)]);

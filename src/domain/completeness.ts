@@ -1,18 +1,10 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/index.js";
-import { DEFAULT_REPORTING_SCHEDULE, cutoffRows, cutoffsSql, reportingCutoff, scheduleCombos, siteSchedulesSql } from "./compliance.js";
+import { cutoffRows, cutoffsSql, scheduleCombos, siteSchedulesSql } from "./compliance.js";
 import { badInput, forbidden, notFound } from "./errors.js";
 import { dateProblem } from "./reports/validate.js";
 import type { Viewer } from "./viewer.js";
 
-/**
- * When a site's report for day D is due unless its region says otherwise: `localTime` on day
- * D + `daysAfter`, in the site's own time zone (DHIS2's timeliness). Regions set their own with
- * setReportingSchedule (src/domain/compliance.ts).
- */
-export const REPORTING_CUTOFF = DEFAULT_REPORTING_SCHEDULE;
-
-export { reportingCutoff };
 
 export interface CompletenessRow {
   regionId: number;

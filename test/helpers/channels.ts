@@ -6,6 +6,8 @@ import { SMTPServer } from "smtp-server";
 import { Webhook } from "standardwebhooks";
 
 export interface Received {
+  /** performance.now() when the request had been read. */
+  at: number;
   headers: IncomingHttpHeaders;
   body: string;
   payload: any;
@@ -36,7 +38,7 @@ export async function startReceiver(status: (n: number) => number = () => 204): 
       } catch {
         verified = false;
       }
-      receiver.received.push({ headers: req.headers, body, payload, verified });
+      receiver.received.push({ at: performance.now(), headers: req.headers, body, payload, verified });
       res.statusCode = verified ? status(receiver.received.length) : 401;
       res.end(res.statusCode >= 400 ? `refused #${receiver.received.length}` : "");
     });
@@ -101,6 +103,8 @@ export async function startSmtp(): Promise<Mailbox> {
 }
 
 export interface SseEvent {
+  /** performance.now() when it was read. */
+  at: number;
   event: string;
   data: any;
 }
@@ -144,7 +148,7 @@ export async function subscribeSse(port: number, token: string | null, query: st
           if (!lines.length) continue;
           const event = lines.find((l) => l.startsWith("event:"))?.slice(6).trim() ?? "message";
           const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
-          const parsed = { event, data: data ? JSON.parse(data) : null };
+          const parsed = { at: performance.now(), event, data: data ? JSON.parse(data) : null };
           received.push(parsed);
           waiting.shift()?.(parsed);
         }
