@@ -97,6 +97,11 @@ export const JOBS = {
     queue: "reports",
     payload: z.object({ reportIds: z.array(z.number().int().positive()).min(1).max(5000) }).strict(),
   },
+  /** Refreshes the region/day rollups of the (product, day) slices reports changed; debounced by the relay. */
+  "readModels.refreshRollups": {
+    queue: "reports",
+    payload: z.object({}).strict(),
+  },
   /** Records which site-days were reported on time, late or not at all; raises and resolves REPORT_OVERDUE. */
   "compliance.check": {
     queue: "compliance",

@@ -14,6 +14,7 @@ import { createApiToken } from "./domain/tokens.js";
 import type { Role } from "./domain/types.js";
 import { createUser } from "./domain/users.js";
 import { systemActor, type Actor } from "./domain/viewer.js";
+import { rebuildReadModels } from "./domain/read-models.js";
 
 const ROLES = roleEnum.enumValues;
 
@@ -33,6 +34,9 @@ Commands:
   regions import FILE.csv
       Loads regions from a UTF-8 CSV file with the header
       code,name,level,parentCode,latitude,longitude,population (the last four optional).
+  read-models rebuild
+      Derives the read models (current inventory per site, region/day rollups) again from every
+      report. Run it after restoring reports from elsewhere; the service keeps them current itself.
   help
       Shows this text.
 
@@ -62,6 +66,7 @@ type Command =
   | { kind: "catalog seed" }
   | { kind: "regions seed cn" }
   | { kind: "regions import"; file: string }
+  | { kind: "read-models rebuild" }
   | { kind: "help" };
 
 const TOKEN_OPTIONS = ["role", "name", "email", "organization-id", "jurisdiction", "expires-in-days"] as const;
@@ -97,6 +102,10 @@ function parseCommand(argv: string[]): Command {
   if (command === "catalog seed") {
     noTokenOptions();
     return { kind: "catalog seed" };
+  }
+  if (command === "read-models rebuild") {
+    noTokenOptions();
+    return { kind: "read-models rebuild" };
   }
   if (command === "regions seed cn") {
     noTokenOptions();
@@ -222,6 +231,15 @@ async function run(db: Database, cmd: Exclude<Command, { kind: "help" }>): Promi
     }
     case "regions seed cn":
       return importRegions(db, actor, chinaRegions());
+    case "read-models rebuild": {
+      const started = performance.now();
+      const r = await rebuildReadModels(db);
+      process.stderr.write(
+        `read models rebuilt in ${((performance.now() - started) / 1000).toFixed(1)} s: current inventory of ${r.inventory} site/product series, ` +
+          `${r.rollups} region rollups over ${r.slices} product-days\n`,
+      );
+      return;
+    }
     case "regions import": {
       let text: string;
       try {

@@ -4,6 +4,7 @@ import { evaluateForecasts, markAllDirty, recomputeDirty } from "../../src/domai
 import { purgeOutbox } from "../../src/domain/outbox.js";
 import { expireMatches, recomputeMatches } from "../../src/domain/matching/matching.js";
 import { flagOutliers } from "../../src/domain/reports/outliers.js";
+import { refreshDirtyRollups } from "../../src/domain/read-models.js";
 import { checkCompliance, recheckOverdueReports } from "../../src/domain/compliance.js";
 import type { Logger } from "../../src/logger.js";
 import { publishAlertDelivery, type AlertPublisher } from "../../src/domain/alerts/live.js";
@@ -69,6 +70,7 @@ export const processors: ProcessorMap = {
     const alerts = await evaluateReportAlerts(db, reportIds);
     return { outliers: flagged.length, changed, stockoutAlerts: count(alerts.stockout), qualityAlerts: count(alerts.quality) };
   },
+  "readModels.refreshRollups": async (_payload, { db }) => refreshDirtyRollups(db),
   "compliance.check": async ({ asOf }, { db }) => {
     const { alerts, ...marked } = await checkCompliance(db, asOf ? new Date(asOf) : new Date());
     return { ...marked, alerts: alerts && count(alerts) };

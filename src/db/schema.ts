@@ -781,3 +781,80 @@ export const reportComplianceTable = pgTable(
   },
   (t) => [primaryKey({ columns: [t.siteId, t.date] }), index("report_compliance_date_idx").on(t.date, t.status)],
 );
+
+/**
+ * Read model: each site's newest report of each product, upserted in the transaction that writes
+ * reports (so it is never behind them). `on_hand`/`on_hand_date` come from the newest report that
+ * carries a stock figure, which is not always the newest report. Rebuilt from `report` by
+ * `npm run cli -- read-models rebuild`.
+ */
+export const inventoryCurrentTable = pgTable(
+  "inventory_current",
+  {
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => siteTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    // No foreign key: the read model is rebuilt from reports, and the write path pays no check for it.
+    reportId: bigint("report_id", { mode: "number" }).notNull(),
+    date: date("date", { mode: "string" }).notNull(),
+    onHand: doublePrecision("on_hand"),
+    onHandDate: date("on_hand_date", { mode: "string" }),
+    produced: doublePrecision("produced"),
+    capacityPerDay: doublePrecision("capacity_per_day"),
+    consumed: doublePrecision("consumed"),
+    received: doublePrecision("received"),
+    shipped: doublePrecision("shipped"),
+    backlog: doublePrecision("backlog"),
+    stockoutHours: doublePrecision("stockout_hours"),
+  },
+  (t) => [primaryKey({ columns: [t.siteId, t.productId] }), index("inventory_current_product_idx").on(t.productId, t.date)],
+);
+
+/**
+ * Read model: the day's totals of every region's whole subtree per product (each region's row
+ * adds up its children's), with how many sites and organizations they come from. Refreshed by the
+ * `readModels.refreshRollups` job a moment after reports change, one (product, day) slice at a
+ * time, so ingestion never contends on the country's row.
+ */
+export const regionDayRollupTable = pgTable(
+  "region_day_rollup",
+  {
+    regionId: integer("region_id")
+      .notNull()
+      .references(() => regionTable.id, { onDelete: "cascade" }),
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    date: date("date", { mode: "string" }).notNull(),
+    sites: integer("sites").notNull(),
+    organizations: integer("organizations").notNull(),
+    onHand: doublePrecision("on_hand"),
+    produced: doublePrecision("produced"),
+    capacityPerDay: doublePrecision("capacity_per_day"),
+    consumed: doublePrecision("consumed"),
+    received: doublePrecision("received"),
+    shipped: doublePrecision("shipped"),
+    stockoutSites: integer("stockout_sites").notNull(),
+    refreshedAt: timestamp("refreshed_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.regionId, t.productId, t.date] }),
+    index("region_day_rollup_slice_idx").on(t.productId, t.date),
+  ],
+);
+
+/** (product, day) slices whose rollups are out of date; written by the outbox relay. */
+export const rollupDirtyTable = pgTable(
+  "rollup_dirty",
+  {
+    productId: integer("product_id")
+      .notNull()
+      .references(() => productTable.id, { onDelete: "cascade" }),
+    date: date("date", { mode: "string" }).notNull(),
+    dirtyAt: timestamp("dirty_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.productId, t.date] })],
+);

@@ -8,6 +8,7 @@ import { z } from "zod";
 import type { Database } from "../db/index.js";
 import { outboxTable } from "../db/schema.js";
 import { markDirty, markReportsDirty } from "./forecast/pipeline.js";
+import { markRollupsDirty } from "./read-models.js";
 import { REPORTS_SUBMITTED_TOPIC } from "./reports/ingest.js";
 
 export const DEMAND_CHANGED_TOPIC = "demand.changed";
@@ -55,6 +56,15 @@ export interface RelayedJob {
 export async function requestJobs(tx: Database, jobs: RelayedJob[]): Promise<void> {
   if (jobs.length === 0) return;
   await tx.insert(outboxTable).values({ topic: JOBS_REQUESTED_TOPIC, payload: { jobs } });
+}
+
+/** The rollups of a burst of reports are refreshed once, this long after its first event. */
+export const ROLLUP_DEBOUNCE_MS = 1000;
+
+/** Every event of one debounce window asks for the same job, which runs once the window has closed. */
+function rollupJobFor(now: number): RelayedJob {
+  const window = Math.floor(now / ROLLUP_DEBOUNCE_MS);
+  return { name: "readModels.refreshRollups", data: {}, jobId: `rollups-${window}`, delay: (window + 1) * ROLLUP_DEBOUNCE_MS - now };
 }
 
 /** Matching runs once per window of this length after forecasts change, taking them all. */
@@ -113,6 +123,7 @@ export async function relayOutbox(
     }
     if (matchingProducts.size) jobs.push(...(await matchingJobs(tx, [...matchingProducts], Date.now())));
     const marked = (await markReportsDirty(tx, reportIds)) + (await markDirty(tx, pairs));
+    if ((await markRollupsDirty(tx, reportIds)) > 0) jobs.push(rollupJobFor(Date.now()));
     // Inside the transaction: if the queue refuses, nothing is marked processed.
     if (jobs.length) await enqueue(jobs);
     await tx.execute(sql`update outbox set processed_at = now() where id = any(${sql.param(events.map((e) => e.id))}::bigint[])`);

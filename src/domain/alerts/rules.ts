@@ -225,12 +225,9 @@ export async function evaluateReportAlerts(db: Database, reportIds: number[]): P
             select distinct site_id, product_id from report where id = any(${sql.param(reportIds)}::bigint[])
           )
           select p.site_id, s.code as site_code, s.organization_id, s.region_id, p.product_id, pr.code as product_code, pr.base_unit as unit,
-                 l.date::text as latest_date, l.on_hand, l.stockout_hours, u.avg_consumed, q.flagged
+                 l.date::text as latest_date, case when l.on_hand_date = l.date then l.on_hand end as on_hand, l.stockout_hours, u.avg_consumed, q.flagged
           from pairs p join site s on s.id = p.site_id join product pr on pr.id = p.product_id
-          left join lateral (
-            select date, on_hand, stockout_hours from report r where r.site_id = p.site_id and r.product_id = p.product_id
-            order by date desc limit 1
-          ) l on true
+          left join inventory_current l on l.site_id = p.site_id and l.product_id = p.product_id
           left join lateral (
             -- Recent consumption on days the site was not out of stock: a day without stock is not a day without need.
             select avg(consumed) as avg_consumed from report r

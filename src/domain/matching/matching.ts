@@ -270,10 +270,8 @@ export async function upstreamNeeds(tx: Database, inputId: number): Promise<Upst
                coalesce((select sum(m.quantity) from match m where m.to_site_id = n.site_id and m.product_id = ${inputId}
                          and m.kind = 'UPSTREAM' and m.status = 'ACCEPTED'), 0) as committed
         from needs n join region r on r.id = n.region_id
-        left join lateral (
-          select on_hand from report r where r.site_id = n.site_id and r.product_id = ${inputId} and r.on_hand is not null
-            and r.date > current_date - ${STOCK_MAX_AGE}::int order by r.date desc limit 1
-        ) h on true`,
+        left join inventory_current h on h.site_id = n.site_id and h.product_id = ${inputId}
+          and h.on_hand_date > current_date - ${STOCK_MAX_AGE}::int`,
     "objects",
   );
   return rows.map((r) => {
@@ -309,8 +307,8 @@ async function supplierNodes(tx: Database, productId: number, kinds: string[], w
         join region r on r.id = s.region_id
         join lateral (
           select
-            (select on_hand from report x where x.site_id = s.id and x.product_id = ${productId} and x.on_hand is not null
-               and x.date > current_date - ${STOCK_MAX_AGE}::int order by x.date desc limit 1) as on_hand,
+            (select on_hand from inventory_current x where x.site_id = s.id and x.product_id = ${productId}
+               and x.on_hand_date > current_date - ${STOCK_MAX_AGE}::int) as on_hand,
             -- A shipment delivered after the site's last report is not in its stock figure yet.
             (select max(submitted_at) from report x where x.site_id = s.id and x.product_id = ${productId}) as reported_at,
             (select capacity_per_day from report x where x.site_id = s.id and x.product_id = ${productId} and x.capacity_per_day is not null

@@ -21,6 +21,7 @@ import {
   type ReportRowInput,
   type RowError,
 } from "./validate.js";
+import { refreshInventory } from "../read-models.js";
 
 export const MAX_BATCH_ROWS = 5000;
 export const REPORTS_SUBMITTED_TOPIC = "reports.submitted";
@@ -619,6 +620,10 @@ async function storeRows(tx: Database, viewer: Viewer, batch: Batch): Promise<nu
     if (!sameFlags(flags, next.qualityFlags)) reflagged.push({ id: next.id, flags });
   }
   await updateFlags(tx, reflagged);
+  if (fresh.length || corrections.length) {
+    const changed = new Set([...fresh, ...corrections].map((r) => r.series));
+    await refreshInventory(tx, [...changed]);
+  }
   return rows.map((r) => r.id);
 }
 

@@ -1,0 +1,84 @@
+import { sql } from "drizzle-orm";
+import type { Database } from "../db/index.js";
+
+// The read models are derived from `report`, never written any other way. Their definitions are
+// the SQL functions of migration `read_models` (refresh_inventory_current,
+// refresh_region_day_rollup): the write path, the rollup job and the rebuild all call them.
+
+/** Brings `inventory_current` up to date for these (site, product) series; in the writer's transaction. */
+export async function refreshInventory(tx: Database, series: readonly { siteId: string; productId: number }[]): Promise<number> {
+  if (series.length === 0) return 0;
+  const rows = await tx.execute<{ n: number }>(
+    sql`select refresh_inventory_current(${sql.param(series.map((s) => s.siteId))}::uuid[], ${sql.param(series.map((s) => s.productId))}::int[]) as n`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Marks the (product, day) slices of these reports for the rollup job; called by the outbox relay. */
+export async function markRollupsDirty(tx: Database, reportIds: readonly number[]): Promise<number> {
+  if (reportIds.length === 0) return 0;
+  const rows = await tx.execute<{ n: number }>(
+    sql`with marked as (
+          insert into rollup_dirty (product_id, date)
+          select distinct product_id, date from report where id = any(${sql.param(reportIds)}::bigint[])
+          order by 1, 2
+          on conflict (product_id, date) do update set dirty_at = now()
+          returning 1
+        ) select count(*)::int as n from marked`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
+
+export interface RollupRefresh {
+  slices: number;
+  rows: number;
+}
+
+/**
+ * Refreshes the dirty rollup slices, `chunk` at a time, each chunk in its own transaction. Several
+ * workers may run it at once: each claims slices the others have not locked. A slice marked again
+ * while it is being refreshed is refreshed again by the next run.
+ */
+export async function refreshDirtyRollups(db: Database, chunk = 20): Promise<RollupRefresh> {
+  const total: RollupRefresh = { slices: 0, rows: 0 };
+  for (;;) {
+    const done = await db.transaction(async (tx) => {
+      const rows = await tx.execute<{ rows: number }>(
+        sql`with claimed as (
+              delete from rollup_dirty where (product_id, date) in (
+                select product_id, date from rollup_dirty order by dirty_at, product_id, date limit ${chunk} for update skip locked
+              ) returning product_id, date
+            )
+            select refresh_region_day_rollup(product_id, date) as rows from claimed`,
+        "objects",
+      );
+      return { slices: rows.length, rows: rows.reduce((n, r) => n + r.rows, 0) };
+    });
+    total.slices += done.slices;
+    total.rows += done.rows;
+    if (done.slices < chunk) return total;
+  }
+}
+
+/**
+ * Throws the read models away and derives them again from every report: what to run after
+ * restoring reports from elsewhere, or to prove the incremental path right.
+ */
+export async function rebuildReadModels(db: Database): Promise<{ inventory: number; slices: number; rollups: number }> {
+  return db.transaction(async (tx) => {
+    await tx.execute(sql`truncate inventory_current, region_day_rollup, rollup_dirty`);
+    const inventory = await tx.execute<{ n: number }>(
+      sql`select coalesce(refresh_inventory_current(array_agg(site_id), array_agg(product_id)), 0) as n
+          from (select distinct site_id, product_id from report) k`,
+      "objects",
+    );
+    const rollups = await tx.execute<{ slices: number; rows: number }>(
+      sql`select count(*)::int as slices, coalesce(sum(refresh_region_day_rollup(product_id, date)), 0)::int as rows
+          from (select distinct product_id, date from report) s`,
+      "objects",
+    );
+    return { inventory: inventory[0]?.n ?? 0, slices: rollups[0]?.slices ?? 0, rollups: rollups[0]?.rows ?? 0 };
+  });
+}
