@@ -3,17 +3,9 @@ import type { Database } from "../db/index.js";
 
 // The read models are derived from `report`, never written any other way. Their definitions are
 // the SQL functions of migration `read_models` (refresh_inventory_current,
-// refresh_region_day_rollup): the write path, the rollup job and the rebuild all call them.
-
-/** Brings `inventory_current` up to date for these (site, product) series; in the writer's transaction. */
-export async function refreshInventory(tx: Database, series: readonly { siteId: string; productId: number }[]): Promise<number> {
-  if (series.length === 0) return 0;
-  const rows = await tx.execute<{ n: number }>(
-    sql`select refresh_inventory_current(${sql.param(series.map((s) => s.siteId))}::uuid[], ${sql.param(series.map((s) => s.productId))}::int[]) as n`,
-    "objects",
-  );
-  return rows[0]?.n ?? 0;
-}
+// refresh_region_day_rollup): the rollup job and the rebuild call them; the report write path
+// upserts `inventory_current` from the figures it holds (src/domain/reports/ingest.ts), and
+// test/read-models.test.ts shows it gives what the function derives.
 
 /** Marks the (product, day) slices of these reports for the rollup job; called by the outbox relay. */
 export async function markRollupsDirty(tx: Database, reportIds: readonly number[]): Promise<number> {
