@@ -42,6 +42,7 @@ import {
   useRequestIds,
   type RateLimits,
 } from "./limits.js";
+import { openDataHandler } from "./open-data.js";
 
 export interface HttpDeps {
   config: Config;
@@ -309,17 +310,23 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
 }
 
 /**
- * The HTTP server: GraphQL at /graphql, liveness at /healthz, readiness at /readyz. With `redisUrl`,
+ * The HTTP server: GraphQL at /graphql, liveness at /healthz, readiness at /readyz, open data at
+ * /open-data/shortages.csv and .json. With `redisUrl`,
  * operations are rate limited per token, counted in that Redis across every API process; the
  * server's `close` event releases its connection.
  */
 export function createHttpServer(deps: HttpDeps): Server {
   const rateLimits = deps.redisUrl ? createRateLimits({ config: deps.config, redisUrl: deps.redisUrl, logger: deps.logger }) : undefined;
   const yoga = createGraphQLHandler({ ...deps, rateLimits });
+  const openData = openDataHandler(deps.db, deps.logger);
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    if (path === "/open-data/shortages.csv" || path === "/open-data/shortages.json") {
+      openData(req, res, path.endsWith(".csv") ? "csv" : "json");
       return;
     }
     if (path === "/readyz") {
