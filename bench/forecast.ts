@@ -70,7 +70,7 @@ const actor = systemActor("bench");
  * A synthetic tree shaped like China's (30 provinces, 10 cities each, the leaves spread over the
  * cities), one reporting hospital site per leaf county.
  */
-async function seed(db: Database, o: Options) {
+export async function seed(db: Database, o: Pick<Options, "leaves">) {
   await seedCatalog(db, actor);
   const regions: Parameters<typeof createRegions>[2] = [{ code: "CN", name: "China", level: "COUNTRY" }];
   for (let p = 0; p < 30; p++) {
@@ -94,7 +94,7 @@ async function seed(db: Database, o: Options) {
  * stock-outs (stock 0 with stock-out hours), intermittent demand for PCR tests; stock moves by
  * consumption and deliveries.
  */
-async function generateReports(db: Database, o: Options, lastDay: string) {
+export async function generateReports(db: Database, o: Pick<Options, "products" | "days">, lastDay: string) {
   await db.execute(sql`
     insert into report (site_id, product_id, date, on_hand, consumed, received, stockout_hours)
     select s.id, p.id, d.day,

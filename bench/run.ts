@@ -4,6 +4,7 @@ import { ALERTS_USAGE, runAlertsBench } from "./alerts.js";
 import { FORECAST_USAGE, runForecastBench } from "./forecast.js";
 import { INGEST_USAGE, runIngestBench } from "./ingest.js";
 import { MATCH_USAGE, runMatchBench } from "./match.js";
+import { PLANS_USAGE, runPlansBench } from "./plans.js";
 
 interface Bench {
   usage: string;
@@ -15,6 +16,7 @@ const BENCHES: Record<string, Bench> = {
   forecast: { usage: FORECAST_USAGE, run: runForecastBench },
   match: { usage: MATCH_USAGE, run: runMatchBench },
   alerts: { usage: ALERTS_USAGE, run: runAlertsBench },
+  plans: { usage: PLANS_USAGE, run: runPlansBench },
 };
 
 const USAGE = `Usage: npm run bench -- <name> [options]
