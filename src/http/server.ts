@@ -42,6 +42,7 @@ import {
   useRequestIds,
   type RateLimits,
 } from "./limits.js";
+import { dashboardHandler } from "./dashboard.js";
 import { openDataHandler } from "./open-data.js";
 
 export interface HttpDeps {
@@ -311,7 +312,7 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
 
 /**
  * The HTTP server: GraphQL at /graphql, liveness at /healthz, readiness at /readyz, open data at
- * /open-data/shortages.csv and .json. With `redisUrl`,
+ * /open-data/shortages.csv and .json, the planner's page at /dashboard/. With `redisUrl`,
  * operations are rate limited per token, counted in that Redis across every API process; the
  * server's `close` event releases its connection.
  */
@@ -319,6 +320,7 @@ export function createHttpServer(deps: HttpDeps): Server {
   const rateLimits = deps.redisUrl ? createRateLimits({ config: deps.config, redisUrl: deps.redisUrl, logger: deps.logger }) : undefined;
   const yoga = createGraphQLHandler({ ...deps, rateLimits });
   const openData = openDataHandler(deps.db, deps.logger);
+  const dashboard = dashboardHandler(deps.logger);
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz") {
@@ -327,6 +329,10 @@ export function createHttpServer(deps: HttpDeps): Server {
     }
     if (path === "/open-data/shortages.csv" || path === "/open-data/shortages.json") {
       openData(req, res, path.endsWith(".csv") ? "csv" : "json");
+      return;
+    }
+    if (path !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/"))) {
+      dashboard(req, res, path);
       return;
     }
     if (path === "/readyz") {
