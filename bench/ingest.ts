@@ -24,7 +24,7 @@ import { createUser } from "../src/domain/users.js";
 import { systemActor, type Viewer } from "../src/domain/viewer.js";
 import { formatProfile, profileInProcess, summarizeProfile, type CpuProfile } from "./lib/profile.js";
 import { cpuSnapshot, cpuSpent, peakRssMiB, processCpuSeconds, type CpuSpent } from "./lib/system.js";
-import { seededRandom } from "./lib/random.js";
+import { seededRandom } from "../src/tools/random.js";
 
 export const INGEST_USAGE = `  ingest [--rows N] [--repeat N] [--batch N] [--clients N] [--orgs N] [--warmup N] [--sites N]
          [--only baseline,write,storage,http] [--profile] [--profile-dir DIR]

@@ -14,7 +14,7 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import type { Highs } from "highs";
 import { haversineKm, solveTransport, type TransportProblem, type TransportSolution } from "../src/domain/matching/solver.js";
-import { seededRandom } from "./lib/random.js";
+import { seededRandom } from "../src/tools/random.js";
 
 export const MATCH_USAGE = `  match      transport solver vs HiGHS: dense 200x200, 500x200, 1000x300, 1000x1000 and a sparse national instance
              --seed N (1) --sizes 200x200,500x200,1000x300,1000x1000 --counties N (3000) --sites N (2000) --nearest N (30)

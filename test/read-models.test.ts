@@ -7,7 +7,7 @@ import type { ReportRowInput } from "../src/domain/reports/validate.js";
 import { createOrganization, createSite } from "../src/domain/organizations.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, setupActor, type TestUser, type World } from "./helpers/fixtures.js";
-import { seededRandom } from "../bench/lib/random.js";
+import { seededRandom } from "../src/tools/random.js";
 
 const NOW = new Date("2026-03-20T04:00:00Z");
 const opts = { backfillDays: 30, now: NOW };
