@@ -449,8 +449,9 @@ export interface Timeline {
 export function timeline(days: number, lastDay: string): Timeline {
   const end = Date.parse(`${lastDay}T00:00:00Z`);
   const dates = Array.from({ length: days }, (_, t) => new Date(end - (days - 1 - t) * DAY_MS).toISOString().slice(0, 10));
-  // The peak late in the window, so the last days still show its aftermath.
-  const peak = 0.6 * (days - 1);
+  // The peak a few days before the last day: the outbreak is still raging when the data ends,
+  // which is when planners open the dashboard.
+  const peak = 0.85 * (days - 1);
   const width = Math.max(1.5, days / 7);
   const wave = new Float64Array(days);
   const mobilisation = new Float64Array(days);
@@ -536,7 +537,7 @@ export function initialState(site: PlannedSite, index: number, seed: number, out
       s.recent = s.base;
       s.period = 2 + Math.floor(random() * 4);
       s.phase = Math.floor(random() * s.period);
-      s.onHand = Math.round(s.base * (8 + random() * 12));
+      s.onHand = Math.round(s.base * (HOSPITAL_COVER_DAYS - 10 + random() * 20));
       made.push(s);
     }
   } else {
@@ -553,7 +554,7 @@ export function initialState(site: PlannedSite, index: number, seed: number, out
       const s = blank(code);
       s.perUnit = made.map((m) => perUnitOf(m.code, code) * s.scale);
       s.base = made.reduce((sum, m, j) => sum + m.capacity * NORMAL_UTILISATION * s.perUnit[j]!, 0);
-      s.onHand = Math.round(s.base * (8 + random() * 7));
+      s.onHand = Math.round(s.base * (INPUT_COVER_DAYS - 8 + random() * 12));
       s.period = 3 + Math.floor(random() * 5);
       s.phase = Math.floor(random() * s.period);
       const profile = RAW_PROFILE[code] ?? DEFAULT_RAW_PROFILE;
@@ -566,8 +567,13 @@ export function initialState(site: PlannedSite, index: number, seed: number, out
 }
 
 const NORMAL_UTILISATION = 0.6;
-/** Hospitals' stock target, in days of recent demand. */
-const HOSPITAL_COVER_DAYS = 12;
+/**
+ * Hospitals' stock target, in days of recent demand: about a month, as hospitals kept before 2020
+ * (so a country at peace reads BLUE or GREEN, and only the outbreak turns regions red).
+ */
+const HOSPITAL_COVER_DAYS = 35;
+/** Manufacturers' raw-material target, in days of normal need. */
+const INPUT_COVER_DAYS = 25;
 /** Outside the outbreak province demand rises too (precaution, travellers), by this share of the surge. */
 const ELSEWHERE_SURGE = 0.08;
 
@@ -613,7 +619,7 @@ export function reportDay(state: SiteState, t: number, time: Timeline, rows: Rep
   for (const input of state.inputs) {
     let arriving = 0;
     if ((t + input.phase) % input.period === 0) {
-      const target = input.base * 12 * (1 + mob);
+      const target = input.base * INPUT_COVER_DAYS * (1 + mob);
       const cap = input.base * input.period * (input.supply + input.extra * mob) * (0.9 + 0.2 * random());
       arriving = Math.max(0, Math.round(Math.min(target - input.onHand, cap)));
     }
