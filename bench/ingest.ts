@@ -126,7 +126,7 @@ interface Product {
 }
 
 /** One batch in the three shapes the contenders take; all hold the same logical rows. */
-interface Batch {
+export interface Batch {
   size: number;
   /** Index of the reporting organization whose sites the batch holds. */
   org: number;
@@ -159,7 +159,7 @@ const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
  * arrives), ending yesterday (UTC) so no date is in the future for any site's time zone. Stock
  * evolves per site and product: onHand(t) = onHand(t-1) + produced + received - consumed - shipped.
  */
-function generateBatches(rows: number, batchSize: number, sites: Site[], products: Product[], org = 0): { batches: Batch[]; firstDay: string; lastDay: string } {
+export function generateBatches(rows: number, batchSize: number, sites: Site[], products: Product[], org = 0): { batches: Batch[]; firstDay: string; lastDay: string } {
   const random = seededRandom(20_200_124); // the same rows on every run
   const series = sites.length * products.length;
   const days = Math.ceil(rows / series);
@@ -247,12 +247,12 @@ interface Reporter {
   viewer: Viewer;
 }
 
-interface World {
+export interface World {
   orgs: Reporter[];
   products: Product[];
 }
 
-async function seed(url: string, siteCount: number, orgCount: number): Promise<World> {
+export async function seed(url: string, siteCount: number, orgCount: number): Promise<World> {
   const handle = openDatabase({ url, dataDir: "", poolSize: 2 });
   try {
     await handle.migrate();
@@ -405,17 +405,20 @@ function storageContender(url: string, clients: number, viewers: Viewer[]): Cont
   };
 }
 
-interface ApiChild {
+export interface ApiChild {
   child: ChildProcess;
   port: number;
   output(): string;
   stop(): Promise<void>;
 }
 
-/** Starts `node --import tsx src/main.ts api` against the bench database and waits for /readyz. */
-async function startApi(url: string, extraNodeArgs: string[] = []): Promise<ApiChild> {
+/**
+ * Starts `node --import tsx src/main.ts api` (or another mode: bench scale starts workers too)
+ * against the bench database and waits for /readyz.
+ */
+export async function startApi(url: string, extraNodeArgs: string[] = [], { mode = "api", env = {} }: { mode?: "api" | "worker"; env?: Record<string, string> } = {}): Promise<ApiChild> {
   const port = await freePort();
-  const child = spawn(process.execPath, [...extraNodeArgs, "--import", "tsx", "src/main.ts", "api"], {
+  const child = spawn(process.execPath, [...extraNodeArgs, "--import", "tsx", "src/main.ts", mode], {
     cwd: PROJECT_ROOT,
     env: {
       ...process.env,
@@ -430,6 +433,7 @@ async function startApi(url: string, extraNodeArgs: string[] = []): Promise<ApiC
       SECRET_KEY: randomBytes(32).toString("base64"),
       // The bench measures throughput: one token may send far more batches than a reporter would.
       RATE_LIMIT_WRITES_PER_MINUTE: "1000000",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -478,7 +482,7 @@ interface SubmitResponse {
   errors?: { message: string }[];
 }
 
-function httpContender(api: ApiChild, tokens: string[]): Contender {
+export function httpContender(api: ApiChild, tokens: string[]): Contender {
   const endpoint = `http://127.0.0.1:${api.port}/graphql`;
   return {
     name: "http",
@@ -513,7 +517,7 @@ function httpContender(api: ApiChild, tokens: string[]): Contender {
 // Running
 
 /** Runs every batch once, `clients` at a time, each client taking the next unsent batch. */
-async function runAll(contender: Contender, batches: Batch[], clients: number): Promise<void> {
+export async function runAll(contender: Contender, batches: Batch[], clients: number): Promise<void> {
   let next = 0;
   const client = async () => {
     while (next < batches.length) await contender.runBatch(batches[next++]!);

@@ -1,9 +1,11 @@
 // Benchmark entry: `npm run bench -- <name> [options]`. Each benchmark prints a baseline and our
 // path measured in the same run; the recorded figures live in BENCHMARKS.md.
 import { ALERTS_USAGE, runAlertsBench } from "./alerts.js";
+import { DASHBOARD_USAGE, runDashboardBench } from "./dashboard.js";
 import { FORECAST_USAGE, runForecastBench } from "./forecast.js";
 import { INGEST_USAGE, runIngestBench } from "./ingest.js";
 import { MATCH_USAGE, runMatchBench } from "./match.js";
+import { SCALE_USAGE, runScaleBench } from "./scale.js";
 import { PLANS_USAGE, runPlansBench } from "./plans.js";
 
 interface Bench {
@@ -16,6 +18,8 @@ const BENCHES: Record<string, Bench> = {
   forecast: { usage: FORECAST_USAGE, run: runForecastBench },
   match: { usage: MATCH_USAGE, run: runMatchBench },
   alerts: { usage: ALERTS_USAGE, run: runAlertsBench },
+  scale: { usage: SCALE_USAGE, run: runScaleBench },
+  dashboard: { usage: DASHBOARD_USAGE, run: runDashboardBench },
   plans: { usage: PLANS_USAGE, run: runPlansBench },
 };
 

@@ -16,6 +16,8 @@ export const QUEUES = {
   // Pushes to webhooks, e-mail and the live subscription: many at once, each mostly waiting.
   deliveries: { concurrency: 8 },
   compliance: { concurrency: 1 },
+  // Uploaded report files: one at a time per worker, each a long run of report batches.
+  imports: { concurrency: 1 },
 } as const satisfies Record<string, { concurrency: number }>;
 export type QueueName = keyof typeof QUEUES;
 
@@ -107,6 +109,11 @@ export const JOBS = {
     queue: "compliance",
     // asOf (an ISO instant) replays a check at another moment; absent: now.
     payload: z.object({ asOf: z.iso.datetime({ offset: true }).optional() }).strict(),
+  },
+  /** Reads an uploaded report file and submits its rows in batches as the uploader; resumes after the last stored batch. */
+  "imports.process": {
+    queue: "imports",
+    payload: z.object({ importId: z.uuid() }).strict(),
   },
 } as const satisfies Record<string, { queue: QueueName; payload: z.ZodType }>;
 

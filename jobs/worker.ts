@@ -1,12 +1,15 @@
+import { hostname } from "node:os";
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from "bullmq";
-import type { Config } from "../src/config.js";
+import { workerConfigSchema, type Config } from "../src/config.js";
 import { DomainError } from "../src/domain/errors.js";
 import type { Database, DatabaseHandle } from "../src/db/index.js";
 import type { Logger } from "../src/logger.js";
 import type { AlertPublisher } from "../src/domain/alerts/live.js";
+import type { InvalidateResponses } from "../src/http/response-cache.js";
 import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain/outbox.js";
 import { JOBS, QUEUES, SCHEDULES, forecastJobFor, type JobName, type QueueName } from "./definitions.js";
 import { processors as defaultProcessors, type ProcessorMap } from "./processors/index.js";
+import { jobDuration } from "../src/metrics.js";
 
 export interface WorkerDeps {
   /** The queue settings are needed; channels (SMTP, secrets) read the rest when present. */
@@ -22,6 +25,10 @@ export interface WorkerDeps {
   listen?: DatabaseHandle["listen"];
   /** Publishes live alert events to the API processes (alerts.publish); main.ts passes it. */
   publishAlert?: AlertPublisher;
+  /** Tells the API processes to drop cached answers after forecasts are written; main.ts passes it. */
+  invalidateResponses?: InvalidateResponses;
+  /** Stored on every job it runs (BullMQ's processedBy), to tell workers apart; default host:pid. */
+  name?: string;
 }
 
 /** While forecast work waits (say after Redis was away), the forecast job is asked for this often. */
@@ -52,8 +59,17 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   const processors = (deps.processors ?? defaultProcessors) as Partial<ProcessorMap>;
   checkRegistry(jobs, processors);
   const prefix = deps.config.QUEUE_PREFIX;
+  const settings = workerConfigSchema.parse(deps.config);
+  const name = deps.name ?? `${hostname()}:${process.pid}`;
   const queues = new Map<QueueName, Queue>();
   const workers: Worker[] = [];
+  // Set on close: long jobs (a forecast recompute) end after their current transaction and leave
+  // the rest to the other workers, so a shutdown waits for seconds, not for the whole job.
+  let stopping = false;
+  // Now, under an id of its own: the debounced job may be minutes away behind a busy worker.
+  const requestForecast = async (key: string) => {
+    await queues.get("forecast")!.add("forecast.recompute", { trigger: "sweep" }, { ...JOB_DEFAULTS, jobId: `forecast-help-${key}` });
+  };
 
   for (const [queueName, queueConfig] of Object.entries(QUEUES) as [QueueName, { concurrency: number }][]) {
     // Producers fail fast while Redis is away instead of queueing commands in memory: the relay
@@ -75,7 +91,12 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
             config: deps.config,
             connection: deps.connection,
             publishAlert: deps.publishAlert,
+            invalidateResponses: deps.invalidateResponses,
             attempt: { made: job.attemptsMade, max: job.opts.attempts ?? 1 },
+            // The same on every attempt, also for a job taken over from a dead worker.
+            job: { id: job.id ?? "", dueAt: dueAt(job) },
+            stopping: () => stopping,
+            requestForecast,
           });
         } catch (error) {
           // A domain error (bad data, a refused input) is the same on every attempt: fail now and
@@ -84,9 +105,25 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
           throw error;
         }
       },
-      { connection: deps.connection, prefix, concurrency: queueConfig.concurrency, autorun: true },
+      {
+        connection: deps.connection,
+        prefix,
+        name,
+        concurrency: queueConfig.concurrency,
+        autorun: true,
+        lockDuration: settings.WORKER_LOCK_DURATION_MS,
+        stalledInterval: settings.WORKER_STALLED_INTERVAL_MS,
+        maxStalledCount: settings.WORKER_MAX_STALLED_COUNT,
+      },
     );
-    worker.on("failed", (job, error) => deps.logger.warn({ job: job?.name, jobId: job?.id, err: error.message }, "job failed"));
+    const observe = (job: Job | undefined, outcome: "completed" | "failed") => {
+      if (job?.processedOn && job.finishedOn) jobDuration.observe({ queue: queueName, name: job.name, outcome }, (job.finishedOn - job.processedOn) / 1000);
+    };
+    worker.on("completed", (job) => observe(job, "completed"));
+    worker.on("failed", (job, error) => {
+      observe(job, "failed");
+      deps.logger.warn({ job: job?.name, jobId: job?.id, err: error.message }, "job failed");
+    });
     worker.on("error", (error) => deps.logger.error({ err: error.message }, "worker error"));
     workers.push(worker);
   }
@@ -109,11 +146,28 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   return {
     queues,
     async close() {
+      stopping = true;
       await relay.stop();
       await Promise.all(workers.map((w) => w.close()));
       await Promise.all([...queues.values()].map((q) => q.close()));
     },
   };
+}
+
+/**
+ * When a job was due, the same on every attempt: a scheduler's job carries its slot in its id
+ * (`repeat:<scheduler>:<ms>`; its timestamp is when the previous one ran), any other job was due
+ * when it was added (a retry's backoff changes its delay, not its timestamp).
+ */
+export function dueAt(job: Pick<Job, "id" | "timestamp">): number {
+  const slot = /^repeat:.+:(\d+)$/.exec(job.id ?? "");
+  return slot ? Number(slot[1]) : job.timestamp;
+}
+
+/** Asks for the (debounced) forecast job: every event of one window asks for the same one. */
+async function pokeForecast(queues: Map<QueueName, Queue>, trigger: "reports" | "sweep") {
+  const { jobId, delay } = forecastJobFor(Date.now());
+  await queues.get("forecast")!.add("forecast.recompute", { trigger }, { ...JOB_DEFAULTS, jobId, delay });
 }
 
 /**
@@ -147,26 +201,23 @@ function startRelay(deps: WorkerDeps, queues: Map<QueueName, Queue>) {
       await queues.get(queue)!.addBulk(list.map((j) => ({ name: j.name, data: j.data, opts: { ...JOB_DEFAULTS, ...j.opts, jobId: j.jobId, ...(j.delay ? { delay: j.delay } : {}) } })));
     }
   };
-  const pokeForecast = async (trigger: "reports" | "sweep") => {
-    const { jobId, delay } = forecastJobFor(Date.now());
-    await queues.get("forecast")!.add("forecast.recompute", { trigger }, { ...JOB_DEFAULTS, jobId, delay });
-  };
-
   const tick = async () => {
     try {
-      let relayed = 0;
+      let marked = 0;
       // Drain what is there, in bounded transactions.
       for (;;) {
         const result = await relayOutbox(deps.db, enqueue);
         for (const u of result.unknown) logger.error({ outboxId: u.id, topic: u.topic, problem: u.problem }, "outbox event not understood; marked processed");
-        relayed += result.events;
+        marked += result.pairs;
         if (result.events < 200 || stopped) break;
       }
       const now = Date.now();
-      if (relayed > 0) await pokeForecast("reports");
+      // Only events that marked forecast work ask for the forecast job (alert and delivery events
+      // are most of the traffic, and each worker would otherwise ask for an idle job per window).
+      if (marked > 0) await pokeForecast(queues, "reports");
       else if (now - lastSweep >= SWEEP_INTERVAL_MS) {
         lastSweep = now;
-        if (await forecastWorkPending(deps.db)) await pokeForecast("sweep");
+        if (await forecastWorkPending(deps.db)) await pokeForecast(queues, "sweep");
       }
       if (failing) logger.info("outbox relay recovered");
       failing = false;

@@ -22,6 +22,8 @@ const positiveInt = (fallback: number) => z.coerce.number().int().min(1).default
 export const alertDeliveryConfigSchema = z.object({
   /** Encrypts webhook signing secrets at rest (AES-256-GCM); required in production. */
   SECRET_KEY: z.string().min(32, "must be at least 32 characters (e.g. `openssl rand -base64 32`)").default(DEVELOPMENT_SECRET_KEY),
+  /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus' bearer_token). */
+  METRICS_TOKEN: z.string().min(16, "must be at least 16 characters (e.g. `openssl rand -hex 16`)").optional(),
   /** SMTP server for alert e-mail, e.g. smtp://user:pass@mail.example:587; unset = no e-mail. */
   SMTP_URL: optionalUrl.refine((v) => v === undefined || /^smtps?:\/\/[^/]/i.test(v), "must be an smtp:// or smtps:// URL, e.g. smtp://127.0.0.1:25"),
   /** Sender of alert e-mail. */
@@ -77,6 +79,24 @@ export const httpLimitsConfigSchema = z.object({
 });
 export type HttpLimitsConfig = z.infer<typeof httpLimitsConfigSchema>;
 
+/**
+ * How workers hold and hand over jobs (BullMQ). A worker holds a lock on each job it runs and
+ * renews it every half `WORKER_LOCK_DURATION_MS`; when the worker dies (SIGKILL, a lost machine)
+ * the lock expires, and the next stalled-job check of any other worker (every
+ * `WORKER_STALLED_INTERVAL_MS`) puts the job back in its queue for whoever is free. Lower values
+ * hand work over sooner; the lock must outlast the longest stretch a processor keeps the event
+ * loop busy (a forecast subtree's kernel: well under a second), or a live worker loses its job.
+ */
+export const workerConfigSchema = z.object({
+  WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
+  /** Times a job may be taken over from a dead worker before it fails (a job that kills its worker must not kill them all). */
+  WORKER_MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(10).default(1),
+  /** A product with more dirty (region, product) pairs than this is forecast in transactions of about this many pairs, whole province subtrees each, shared by every worker. */
+  FORECAST_CHUNK_PAIRS: positiveInt(1_000),
+});
+export type WorkerConfig = z.infer<typeof workerConfigSchema>;
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   HOST: z.string().default("0.0.0.0"),
@@ -94,6 +114,18 @@ export const configSchema = z.object({
   REPORT_BACKFILL_DAYS: z.coerce.number().int().min(1).default(7),
   /** How long an idempotency key remembers its first result. */
   IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(1).default(72),
+  /**
+   * Planner dashboard answers (`shortages`, `forecast`) are kept per API process at most this long;
+   * new forecasts drop them at once (src/http/response-cache.ts). 0 turns the cache off.
+   */
+  RESPONSE_CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+  /** Answers kept per API process (a page of 100 shortages is about 50 KB). */
+  RESPONSE_CACHE_MAX_ENTRIES: positiveInt(1000),
+  /**
+   * A bearer token, once checked, is trusted by that API process this long; a revocation through
+   * the API reaches every process at once, one made in the database directly within this time. 0 = check every request.
+   */
+  AUTH_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
   /** Start the worker inside the API process (`npm start`); `docker compose` runs it separately. */
   RUN_WORKER: z
     .enum(["true", "false", "1", "0"])
@@ -101,6 +133,7 @@ export const configSchema = z.object({
     .transform((v) => v === "true" || v === "1"),
   ...alertDeliveryConfigSchema.shape,
   ...httpLimitsConfigSchema.shape,
+  ...workerConfigSchema.shape,
 }).superRefine((config, ctx) => {
   if (config.NODE_ENV === "production" && config.SECRET_KEY === DEVELOPMENT_SECRET_KEY) {
     ctx.addIssue({

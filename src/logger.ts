@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { pino, type Logger } from "pino";
 import type { Config } from "./config.js";
 
@@ -115,6 +116,18 @@ export function maskLogLine(line: string): string {
  * `destination` (tests capture lines with it) defaults to stdout. Whatever it is, lines reach
  * it masked.
  */
+/**
+ * The request being answered, for code that is not handed the request (yoga calls `maskError` with
+ * the error alone; services log deep inside a resolver): every line logged while it runs carries its id.
+ */
+const requestScope = new AsyncLocalStorage<{ requestId: string }>();
+
+/** Runs `fn` (the handling of one request, including its streamed answer) under `requestId`. */
+export const runWithRequestId = <T>(requestId: string, fn: () => T): T => requestScope.run({ requestId }, fn);
+
+/** The id of the request being answered, where there is one. */
+export const currentRequestId = (): string | undefined => requestScope.getStore()?.requestId;
+
 export function createLogger(config: Pick<Config, "LOG_LEVEL">, destination?: pino.DestinationStream): Logger {
   return pino(
     {
@@ -123,6 +136,10 @@ export function createLogger(config: Pick<Config, "LOG_LEVEL">, destination?: pi
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       timestamp: pino.stdTimeFunctions.isoTime,
       hooks: { streamWrite: maskLogLine },
+      mixin: () => {
+        const requestId = currentRequestId();
+        return requestId ? { requestId } : {};
+      },
     },
     // Synchronous writes: the last lines before an exit or a crash are the ones that matter.
     destination ?? pino.destination({ dest: 1, sync: true }),

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/index.js";
 import { createLiveAlerts } from "./domain/alerts/live.js";
 import { createHttpServer } from "./http/server.js";
+import { createResponseInvalidator } from "./http/response-cache.js";
 import { createLogger } from "./logger.js";
 import { openRedis, RedisUnavailableError, type RedisHandle } from "./redis.js";
 import { startWorker, type RunningWorker } from "../jobs/worker.js";
@@ -31,16 +32,26 @@ async function main() {
   // Workers publish live alert events and the API's subscribers hear them, through Redis, across
   // processes (a worker-only process never opens the subscribing connection).
   const live = createLiveAlerts({ url: redis.url, prefix: config.QUEUE_PREFIX, logger });
+  // Workers tell every API process, through Redis, when new forecasts make cached answers stale.
+  const responses = createResponseInvalidator({ url: redis.url, prefix: config.QUEUE_PREFIX, logger });
   let worker: RunningWorker | undefined;
   if (mode === "worker" || (mode === "all" && config.RUN_WORKER)) {
-    worker = await startWorker({ config, db: database.db, logger, connection: { url: redis.url, maxRetriesPerRequest: null }, publishAlert: live.publish, listen: database.listen });
+    worker = await startWorker({
+      config,
+      db: database.db,
+      logger,
+      connection: { url: redis.url, maxRetriesPerRequest: null },
+      publishAlert: live.publish,
+      invalidateResponses: responses.invalidate,
+      listen: database.listen,
+    });
   }
   // The worker answers /healthz and /readyz too, so orchestrators can probe every process alike.
   const server: Server = createHttpServer({
     config,
     db: database.db,
     logger,
-    ...(mode === "worker" ? {} : { live }),
+    ...(mode === "worker" ? {} : { live, cacheResponses: true }),
     // Per-token rate limits are counted in the same Redis, so they hold across API processes.
     redisUrl: redis.url,
     ready: async () => {
@@ -63,6 +74,7 @@ async function main() {
     await worker?.close();
     // Open alert streams are not completed: the exit cuts them, so their clients reconnect elsewhere.
     await live.close();
+    await responses.close();
     await redis.close();
     await database.close();
     logger.info("stopped");

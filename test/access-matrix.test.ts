@@ -129,6 +129,19 @@ afterAll(async () => {
   await clearRedisPrefix(TEST_REDIS_URL, livePrefix);
 });
 
+// An import of the manufacturer's (its reporter's upload), finished: its reporter and admins may see it.
+let importId: string;
+beforeAll(async () => {
+  const [i] = await t.db.execute<{ id: string }>(
+    sql`insert into import (organization_id, uploaded_by, token_id, status, sha256, format, size_bytes, rows_total, rows_done, rows_accepted, runs)
+        select ${world.maker.id}, u.id, k.id, 'DONE', 'matrix', 'CSV', 10, 1, 1, 1, 1
+        from app_user u join api_token k on k.user_id = u.id where u.organization_id = ${world.maker.id} and u.role = 'REPORTER' limit 1
+        returning id`,
+    "objects",
+  );
+  importId = Buffer.from(`ImportJob:${i!.id}`).toString("base64");
+});
+
 /** A fresh, valid call of each root field; `ok` lists the callers that may make it. */
 const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, unknown>?] }> = {
   me: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["{ me { role } }"] },
@@ -187,6 +200,10 @@ const CALLS: Record<string, { ok: Caller[]; call: () => [string, Record<string, 
   enableWebhook: { ok: ["ADMIN", "REPORTER"], call: () => ["mutation($id: ID!) { enableWebhook(id: $id) { enabled } }", { id: makerWebhook }] },
   deleteWebhook: { ok: ["ADMIN", "REPORTER"], call: () => ["mutation($id: ID!) { deleteWebhook(id: $id) }", { id: deletableWebhooks.shift() }] },
   alertRaised: { ok: ["ADMIN", "PLANNER", "REPORTER", "PROCUREMENT"], call: () => ["subscription { alertRaised { id } }"] },
+  importJob: { ok: ["ADMIN", "REPORTER"], call: () => ["query($id: ID!) { importJob(id: $id) { id status } }", { id: importId }] },
+  // A file upload and a stream: their own cases below.
+  importReportsCsv: { ok: ["ADMIN", "REPORTER"], call: () => [`mutation($f: File!) { importReportsCsv(file: $f) { id status } }`] },
+  importProgress: { ok: ["ADMIN", "REPORTER"], call: () => [`subscription($id: ID!) { importProgress(id: $id) { id status } }`, { id: importId }] },
   reportingCompleteness: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingCompleteness(regionCode: "330000", date: "2026-01-05") { expectedSites region { code } } }'] },
   reportingSchedule: { ok: ["ADMIN", "PLANNER"], call: () => ['{ reportingSchedule(regionCode: "330102") { cutoffLocalTime cutoffDaysAfter region { code } } }'] },
   setReportingSchedule: {
@@ -203,7 +220,7 @@ describe("root field x caller matrix", () => {
   });
 
   for (const [field, spec] of Object.entries(CALLS)) {
-    if (field === "createApiToken" || field === "revokeApiToken" || field === "alertRaised") continue;
+    if (field === "createApiToken" || field === "revokeApiToken" || field === "alertRaised" || field === "importReportsCsv" || field === "importProgress") continue;
     it.each(CALLERS)(`${field} as %s`, async (caller) => {
       const [query, variables] = spec.call();
       const r = await gql(tokens[caller], query, variables);
@@ -270,6 +287,43 @@ describe("root field x caller matrix", () => {
       expect(result.data.alertRaised.id).toBe(alert.globalId);
     } else {
       expect(result.errors?.[0]?.message).toMatch(/not allowed|not signed in/);
+      expect(result.data ?? null).toBeNull();
+    }
+  });
+
+  // A GraphQL multipart request: allowed callers get a queued import, the others are refused before anything is stored.
+  it.each(CALLERS)("importReportsCsv as %s", async (caller) => {
+    const form = new FormData();
+    form.append("operations", JSON.stringify({ query: CALLS.importReportsCsv!.call()[0], variables: { f: null } }));
+    form.append("map", JSON.stringify({ 0: ["variables.f"] }));
+    form.append("0", new Blob([`siteCode,productCode,date,onHand\nHZ-MASK-1,GOGGLES,2026-01-0${1 + (own++ % 9)},1\n`]), "matrix.csv");
+    const response = await liveAlerts.yoga.fetch("http://test/graphql", { method: "POST", headers: tokens[caller] ? { authorization: `Bearer ${tokens[caller]}` } : {}, body: form });
+    const r = (await response.json()) as { data?: any; errors?: { message: string }[] };
+    if (CALLS.importReportsCsv!.ok.includes(caller)) {
+      expect(r.errors, `importReportsCsv as ${caller}`).toBeUndefined();
+      expect(r.data.importReportsCsv.status).toBe("QUEUED");
+    } else {
+      // Without a token, a multipart POST is refused even before that (CSRF prevention).
+      expect(r.errors?.[0]?.message, `importReportsCsv as ${caller}`).toMatch(/not allowed|not signed in|CSRF prevention/);
+      expect(r.data?.importReportsCsv ?? null).toBeNull();
+    }
+  });
+
+  // The stream's first event is the import as it stands (DONE, so it is also the last), or the refusal.
+  it.each(CALLERS)("importProgress as %s", async (caller) => {
+    const [query, variables] = CALLS.importProgress!.call();
+    const response = await liveAlerts.yoga.fetch("http://test/graphql", {
+      method: "POST",
+      headers: { accept: "text/event-stream", "content-type": "application/json", ...(tokens[caller] ? { authorization: `Bearer ${tokens[caller]}` } : {}) },
+      body: JSON.stringify({ query, variables }),
+    });
+    const text = await response.text();
+    const result = JSON.parse(/event: next\ndata: (.*)\n\n/.exec(text)![1]!);
+    if (CALLS.importProgress!.ok.includes(caller)) {
+      expect(result.errors, `importProgress as ${caller}`).toBeUndefined();
+      expect(result.data.importProgress).toEqual({ id: importId, status: "DONE" });
+    } else {
+      expect(result.errors?.[0]?.message, `importProgress as ${caller}`).toMatch(/not allowed|not signed in/);
       expect(result.data ?? null).toBeNull();
     }
   });

@@ -5,6 +5,7 @@ import { loadConfig } from "../src/config.js";
 import { createLiveAlerts, type LiveAlerts } from "../src/domain/alerts/live.js";
 import { evaluateMatchAlerts, evaluateShortageAlerts } from "../src/domain/alerts/rules.js";
 import { recomputeDirty } from "../src/domain/forecast/pipeline.js";
+import { processImport } from "../src/domain/imports/process.js";
 import { recomputeMatches } from "../src/domain/matching/matching.js";
 import { relayOutbox } from "../src/domain/outbox.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
@@ -68,7 +69,7 @@ const CALLER: Record<RoleKey, Caller> = {
 const inJurisdiction = (c: Caller, region: string) => !!c.jurisdiction && REGION_PATH[region]!.includes(c.jurisdiction);
 
 /** An object of the world: what identifies it, and where it belongs. */
-type Kind = "region" | "site" | "organization" | "report" | "request" | "match" | "alert" | "webhook" | "scenario" | "schedule" | "user" | "token";
+type Kind = "region" | "site" | "organization" | "report" | "request" | "match" | "alert" | "webhook" | "scenario" | "schedule" | "user" | "token" | "import";
 interface Obj {
   kind: Kind;
   label: string;
@@ -96,6 +97,8 @@ function visible(key: RoleKey, o: Obj): boolean {
         return Object.values(SITES).some((s) => s.org === o.orgs![0] && inJurisdiction(c, s.region));
       case "webhook":
         return o.owner === key;
+      case "import":
+        return false;
       default:
         return inJurisdiction(c, o.region!);
     }
@@ -111,6 +114,9 @@ function visible(key: RoleKey, o: Obj): boolean {
     case "scenario":
     case "schedule":
       return false;
+    // An import's lines hold report figures: its organization's reporters see it, procurement does not.
+    case "import":
+      return c.role === "REPORTER" && mine;
     default:
       return mine;
   }
@@ -257,6 +263,21 @@ beforeAll(async () => {
     objects.push({ kind: "token", label: `token ${k}`, id: me.me.user.apiTokens[0].id, contains: [], exact: [me.me.user.apiTokens[0].id], owner: k });
   }
 }, 60_000);
+
+// Report file imports: one of the manufacturer's, one of the supplier's (their reporters' uploads), one of an admin without an organization.
+beforeAll(async () => {
+  for (const [who, org] of [["makerReporter", "maker"], ["supplierReporter", "supplier"], ["admin", null]] as const) {
+    const filename = `scope-import-${who}.csv`;
+    const [i] = await t.db.execute<{ id: string }>(
+      sql`insert into import (organization_id, uploaded_by, token_id, filename, status, sha256, format, size_bytes, rows_total, rows_done, rows_accepted, runs)
+          values (${org ? world[org].id : null}, ${users[who].viewer.userId}, ${users[who].viewer.tokenId}, ${filename}, 'DONE', ${`scope-${who}`}, 'CSV', 10, 1, 1, 1, 1)
+          returning id`,
+      "objects",
+    );
+    const id = gid("ImportJob", i!.id);
+    objects.push({ kind: "import", label: `import ${who}`, id, contains: [filename], exact: [id], orgs: org ? [org] : [], owner: who });
+  }
+});
 afterAll(async () => t?.drop());
 
 /**
@@ -354,6 +375,13 @@ const regionCalls = (field: string, q: (code: string) => string): QuerySpec => a
 };
 
 const QUERIES: Record<string, QuerySpec> = {
+  importJob: async (key) => {
+    for (const o of byKind("import")) {
+      const r = await ask(key, `query($id: ID!) { importJob(id: $id) { id filename status rejectedRowsUrl organization { ${ORG} } } }`, { id: o.id });
+      if (CALLER[key].role === "ADMIN" || CALLER[key].role === "REPORTER") expect(r.data?.importJob?.id ?? null, `${key} importJob(${o.label})`).toBe(visible(key, o) ? o.id : null);
+      else expect(r.errors?.[0]?.message, `${key} importJob(${o.label})`).toMatch(REFUSED);
+    }
+  },
   me: async (key) => void (await ask(key, `{ me { role user { id name email } organization { ${ORG} } jurisdiction { ${REGION} } } }`)),
   regions: async (key) => {
     await ask(key, `{ regions { ${REGION} } }`);
@@ -470,7 +498,7 @@ const ADMIN_ONLY = new Set(["createRegions", "createOrganization", "createSite",
 
 describe("access scope: root field x caller x in- and out-of-scope objects", () => {
   it("has a scope spec for every root query, mutation and subscription of the schema", () => {
-    const specs = [...Object.keys(QUERIES), ...Object.keys(MUTATIONS), "alertRaised"].sort();
+    const specs = [...Object.keys(QUERIES), ...Object.keys(MUTATIONS), "alertRaised", "importReportsCsv", "importProgress"].sort();
     const roots = [schema.getQueryType()!, schema.getMutationType()!, schema.getSubscriptionType()!].flatMap((type) => Object.keys(type.getFields())).sort();
     expect(specs, "add a scope spec for each new root field to QUERIES, MUTATIONS or the subscription cases").toEqual(roots);
   });
@@ -577,5 +605,65 @@ describe("access scope: alertRaised", () => {
     const result = await s.first();
     expect(leaks(key, result), `${key} alertRaised`).toEqual([]);
     expect(result.data?.alertRaised?.id, `${key}: the first event is the visible alert`).toBe(want.id);
+  });
+});
+
+// Imports: a file upload (a GraphQL multipart request) and a stream, with a live source of this file's own Redis prefix.
+describe("access scope: imports", () => {
+  const prefix = `{test-scope-imports-${randomBytes(4).toString("hex")}}`;
+  let live: LiveAlerts;
+  let yoga: ReturnType<typeof createGraphQLHandler>;
+  beforeAll(() => {
+    const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "silent" });
+    const logger = createLogger(config);
+    live = createLiveAlerts({ url: TEST_REDIS_URL, prefix, logger });
+    yoga = createGraphQLHandler({ config, db: t.db, logger, live });
+  });
+  afterAll(async () => {
+    await live?.close();
+    await clearRedisPrefix(TEST_REDIS_URL, prefix);
+  });
+
+  it.each(ROLES.filter((k) => k !== "admin"))("importReportsCsv as %s: a file of sites outside the caller's scope is refused or all its rows rejected, and changes nothing", async (key) => {
+    const sites = outsideSites(key);
+    const form = new FormData();
+    form.append("operations", JSON.stringify({ query: "mutation($f: File!) { importReportsCsv(file: $f) { id status filename } }", variables: { f: null } }));
+    form.append("map", JSON.stringify({ 0: ["variables.f"] }));
+    form.append("0", new Blob([`siteCode,productCode,date,onHand\n${sites.map((s) => `${s},MASK-N95,${day(0)},1`).join("\n")}\n`]), `intruder-${key}.csv`);
+    const before = await fingerprint();
+    const response = await yoga.fetch("http://test/graphql", { method: "POST", headers: token(key) ? { authorization: `Bearer ${token(key)}` } : {}, body: form });
+    const r = (await response.json()) as GraphQLResponse;
+    expect(leaks(key, r), `${key} importReportsCsv`).toEqual([]);
+    if (CALLER[key].role === "REPORTER") {
+      expect(r.errors, `${key} importReportsCsv`).toBeUndefined();
+      const id = Buffer.from(r.data.importReportsCsv.id, "base64").toString().split(":")[1]!;
+      expect(await processImport(t.db, id, { backfillDays: 400 })).toMatchObject({ status: "DONE", rowsAccepted: 0, rowsRejected: sites.length });
+      const rejected = await t.db.execute<{ message: string }>(sql`select message from import_rejected_row where import_id = ${id}`, "objects");
+      expect(rejected.length).toBe(sites.length);
+      for (const { message } of rejected) expect(message, `${key} importReportsCsv`).toMatch(REFUSED);
+    } else {
+      // Without a token, a multipart POST is refused even before that (CSRF prevention).
+      expect(r.errors?.[0]?.message, `${key} importReportsCsv`).toMatch(new RegExp(`${REFUSED.source}|CSRF prevention`));
+    }
+    expect(await fingerprint(), `importReportsCsv as ${key} changed data`).toEqual(before);
+  });
+
+  it.each(ROLES)("importProgress as %s streams only imports the caller may see", async (key) => {
+    for (const o of byKind("import")) {
+      const query = `subscription($id: ID!) { importProgress(id: $id) { id filename status organization { ${ORG} } } }`;
+      const response = await yoga.fetch("http://test/graphql", {
+        method: "POST",
+        headers: { accept: "text/event-stream", "content-type": "application/json", ...(token(key) ? { authorization: `Bearer ${token(key)}` } : {}) },
+        body: JSON.stringify({ query, variables: { id: o.id } }),
+      });
+      // A DONE import's stream ends after its first event; so does a refusal.
+      const result = JSON.parse(/event: next\ndata: (.*)\n\n/.exec(await response.text())![1]!);
+      expect(leaks(key, result, query + o.id), `${key} importProgress(${o.label})`).toEqual([]);
+      if (visible(key, o)) expect(result.data?.importProgress?.id, `${key} importProgress(${o.label})`).toBe(o.id);
+      else {
+        expect(result.errors?.[0]?.message, `${key} importProgress(${o.label})`).toMatch(REFUSED);
+        expect(result.data ?? null).toBeNull();
+      }
+    }
   });
 });

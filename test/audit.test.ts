@@ -48,10 +48,19 @@ beforeAll(async () => {
 afterAll(async () => t?.drop());
 
 async function call(token: string, requestId: string, query: string, variables: Record<string, unknown>) {
+  // A variable holding a Blob (a file) goes as a GraphQL multipart request.
+  const files = Object.entries(variables).filter(([, v]) => v instanceof Blob);
+  let body: string | FormData = JSON.stringify({ query, variables });
+  if (files.length) {
+    body = new FormData();
+    body.append("operations", JSON.stringify({ query, variables: { ...variables, ...Object.fromEntries(files.map(([k]) => [k, null])) } }));
+    body.append("map", JSON.stringify(Object.fromEntries(files.map(([k], i) => [String(i), [`variables.${k}`]]))));
+    files.forEach(([, file], i) => (body as FormData).append(String(i), file as Blob, "audit.csv"));
+  }
   const response = await yoga.fetch("http://test/graphql", {
     method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "x-request-id": requestId },
-    body: JSON.stringify({ query, variables }),
+    headers: { ...(files.length ? {} : { "content-type": "application/json" }), authorization: `Bearer ${token}`, "x-request-id": requestId },
+    body,
   });
   return (await response.json()) as { data?: any; errors?: { message: string }[] };
 }
@@ -390,6 +399,22 @@ const SPECS: Record<string, CallSpec> = {
             after: null,
           },
         ],
+      };
+    },
+  },
+  // The file is stored and queued in the call; its rows are submitted later by the job (audited there, as the uploader).
+  importReportsCsv: {
+    caller: "REPORTER",
+    setup: async () => ({ f: new Blob([`siteCode,productCode,date,onHand\nHZ-MASK-1,GOGGLES,${pastDate(60 + ++n)},${n}\n`]) }),
+    query: "mutation($f: File!) { importReportsCsv(file: $f) { id sha256 sizeBytes } }",
+    expected: async (_v, data) => {
+      const id = rawId(data.importReportsCsv.id);
+      return {
+        rows: [{
+          action: "reports.import", entityType: "import", entityId: id, before: null,
+          after: { id, sha256: data.importReportsCsv.sha256, sizeBytes: data.importReportsCsv.sizeBytes, format: "CSV", idempotencyKey: null },
+        }],
+        written: sql`select xmin::text from import where id = ${id}`,
       };
     },
   },

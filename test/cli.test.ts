@@ -12,7 +12,7 @@ import { openDatabase } from "../src/db/index.js";
 import { apiTokenTable, bomLineTable, packUnitTable, productTable, regionTable, userTable } from "../src/db/schema.js";
 import { DEFAULT_CATALOG } from "../src/domain/catalog.js";
 import { chinaRegions } from "../src/domain/region-sources.js";
-import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
+import { copyPgliteTemplate, createTestDatabase, type TestDatabase } from "./helpers/db.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), "supply-cli-test-"));
@@ -54,7 +54,9 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-describe("cli against PostgreSQL", () => {
+// Each test starts one to four CLI processes (Node, tsx, the service's modules): seconds apiece
+// while the other test worker keeps the cores busy.
+describe("cli against PostgreSQL", { timeout: 60_000 }, () => {
   let db: TestDatabase;
   let env: Record<string, string>;
 
@@ -224,6 +226,8 @@ describe("cli with the embedded PGlite database", () => {
 
   it("holds the lock from open until close within one process", { timeout: 120_000 }, async () => {
     const dir = path.join(tmp, "in-process");
+    // A migrated folder, so the lock is all this test waits for (the first test covers initdb).
+    await copyPgliteTemplate(dir);
     const handle = openDatabase({ dataDir: dir });
     try {
       expect(readFileSync(path.join(dir, "pglite.lock"), "utf8")).toBe(`${process.pid}\n`);

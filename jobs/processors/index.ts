@@ -7,7 +7,10 @@ import { flagOutliers } from "../../src/domain/reports/outliers.js";
 import { refreshDirtyRollups } from "../../src/domain/read-models.js";
 import { checkCompliance, recheckOverdueReports } from "../../src/domain/compliance.js";
 import type { Logger } from "../../src/logger.js";
-import { publishAlertDelivery, type AlertPublisher } from "../../src/domain/alerts/live.js";
+import { invalidatingAfter, type InvalidateResponses } from "../../src/http/response-cache.js";
+import { createLivePublisher, publishAlertDelivery, type AlertPublisher } from "../../src/domain/alerts/live.js";
+import { processImport } from "../../src/domain/imports/process.js";
+import { IMPORT_PROGRESS_CHANNEL, type ImportProgressEvent } from "../../src/domain/imports/progress.js";
 import type { ReconcileResult } from "../../src/domain/alerts/engine.js";
 import { evaluateMatchAlerts, evaluateReportAlerts, evaluateShortageAlerts } from "../../src/domain/alerts/rules.js";
 import { deliverEmail, deliverWebhook, deliverySettings, dispatchAlertEvent, sendDigest, sweepDeliveries, type DeliveryOutcome } from "../../src/domain/alerts/delivery.js";
@@ -23,8 +26,16 @@ export interface ProcessorContext {
   connection: ConnectionOptions;
   /** Publishes live alert events (alerts.publish); absent in a worker started without one. */
   publishAlert?: AlertPublisher | undefined;
+  /** Drops the API processes' cached answers once forecasts are written (never throws); absent in tests and tools. */
+  invalidateResponses?: InvalidateResponses | undefined;
   /** Attempts already made before this one, and how many the job has: the last one may give up cleanly. */
   attempt: { made: number; max: number };
+  /** The job's id and when it was due (ms since the epoch): the same on every attempt. */
+  job?: { id: string; dueAt: number };
+  /** True once the worker is shutting down: long work ends after its current transaction. */
+  stopping?: () => boolean;
+  /** Asks for a forecast.recompute job (one per key), so that an idle worker joins the work at once. */
+  requestForecast?: (key: string) => Promise<void>;
 }
 
 export type Processor<N extends JobName> = (payload: JobPayload<N>, ctx: ProcessorContext) => Promise<unknown>;
@@ -55,12 +66,20 @@ export const processors: ProcessorMap = {
     return { deleted: deleted[0]?.n ?? 0 };
   },
   "maintenance.purgeOutbox": async ({ olderThanHours }, { db }) => ({ deleted: await purgeOutbox(db, olderThanHours) }),
-  "forecast.recompute": async ({ trigger }, { db }) => recomputeDirty(db, { trigger }),
-  "forecast.recomputeAll": async (_payload, { db }) => {
-    const marked = await markAllDirty(db);
-    return { marked, ...(await recomputeDirty(db, { trigger: "daily" })) };
+  // Cached dashboard answers are dropped once the forecasts' transactions have committed.
+  // (Workers sharing a product by subtree may each leave it incomplete: what they wrote counts.)
+  "forecast.recompute": async ({ trigger }, { db, config, invalidateResponses, stopping }) =>
+    invalidatingAfter(invalidateResponses, "forecasts", () => recomputeDirty(db, { trigger, chunkPairs: config.FORECAST_CHUNK_PAIRS, shouldStop: stopping }), (r) => r.series > 0),
+  // Marks, asks an idle worker to join, and takes its share: the subtrees are shared out by lock.
+  "forecast.recomputeAll": async (_payload, { db, config, invalidateResponses, job, attempt, stopping, requestForecast }) => {
+    const marked = await markAllDirty(db, job ? { freshSince: new Date(job.dueAt) } : {});
+    if (marked && job) await requestForecast?.(`${job.id}-${attempt.made}`);
+    const recompute = () => recomputeDirty(db, { trigger: "daily", chunkPairs: config.FORECAST_CHUNK_PAIRS, shouldStop: stopping });
+    return { marked, ...(await invalidatingAfter(invalidateResponses, "forecasts", recompute, (r) => r.series > 0)) };
   },
-  "forecast.evaluate": async (_payload, { db }) => ({ evaluated: await evaluateForecasts(db) }),
+  "forecast.evaluate": async (_payload, { db, invalidateResponses }) => ({
+    evaluated: await invalidatingAfter(invalidateResponses, "forecast accuracy", () => evaluateForecasts(db), (n) => n > 0),
+  }),
   "matching.recompute": async ({ productId, kind }, { db }) => recomputeMatches(db, productId, kind, "forecasts"),
   "matching.expire": async (_payload, { db }) => ({ expired: await expireMatches(db) }),
   // The report alerts read the outlier flags, so they are evaluated after them, in the same job.
@@ -82,6 +101,22 @@ export const processors: ProcessorMap = {
   "alerts.deliverEmail": async ({ deliveryId }, { db, config, attempt }) => settle(await deliverEmail(db, deliveryId, deliverySettings(config), attempt)),
   "alerts.sendDigest": async (digest, { db, config, attempt }) => settle(await sendDigest(db, digest, deliverySettings(config), attempt)),
   "alerts.sweepDeliveries": async (_payload, { db, config }) => sweepDeliveries(db, deliverySettings(config)),
+  // Progress goes out on its own connection for the length of the job: imports are few and long.
+  "imports.process": async ({ importId }, { db, config, connection, logger, attempt, stopping }) => {
+    const progress = createLivePublisher<ImportProgressEvent>(connection, config.QUEUE_PREFIX, IMPORT_PROGRESS_CHANNEL);
+    try {
+      return await processImport(db, importId, {
+        // (7 is the configuration's default, for a worker started with only part of it.)
+        backfillDays: config.REPORT_BACKFILL_DAYS ?? 7,
+        publish: progress.publish,
+        logger,
+        shouldStop: stopping,
+        lastAttempt: attempt.made + 1 >= attempt.max,
+      });
+    } finally {
+      await progress.close();
+    }
+  },
   "alerts.evaluateForecasts": async ({ productId }, { db }) => count(await evaluateShortageAlerts(db, productId)),
   "alerts.evaluateMatches": async ({ productId, kind }, { db }) => {
     const { supplyMatch, upstream } = await evaluateMatchAlerts(db, productId, kind);

@@ -109,4 +109,8 @@ export const relations = defineRelations(schema, (r) => ({
     webhook: r.one.webhookTable({ from: r.deliveryTable.webhookId, to: r.webhookTable.id }),
     event: r.one.alertEventTable({ from: r.deliveryTable.alertEventId, to: r.alertEventTable.id }),
   },
+  importTable: {
+    organization: r.one.organizationTable({ from: r.importTable.organizationId, to: r.organizationTable.id }),
+    uploader: r.one.userTable({ from: r.importTable.uploadedBy, to: r.userTable.id, optional: false }),
+  },
 }));

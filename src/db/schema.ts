@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  bytea,
   check,
   date,
   doublePrecision,
@@ -859,4 +860,89 @@ export const rollupDirtyTable = pgTable(
     dirtyAt: timestamp("dirty_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.productId, t.date] })],
+);
+
+// ---------------------------------------------------------------------------------------------
+// Report file imports (CSV and .xlsx uploads, processed by the imports.process job)
+
+/** UPLOADING: the file is still coming in (never shown; a failed upload is deleted). */
+export const importStatusEnum = pgEnum("import_status", ["UPLOADING", "QUEUED", "RUNNING", "DONE", "FAILED"]);
+export const importFormatEnum = pgEnum("import_format", ["CSV", "XLSX"]);
+
+/**
+ * An uploaded report file and how far its processing got. The file itself is in `import_chunk`,
+ * so any worker on any machine can read it. The same content from the same organization (or, for
+ * an admin without one, the same user) is one import: the unique indexes hold it once it is queued.
+ */
+export const importTable = pgTable(
+  "import",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** The uploader's organization: its sites are the ones the rows may report for. Null for an admin without one. */
+    organizationId: uuid("organization_id").references(() => organizationTable.id, { onDelete: "restrict" }),
+    uploadedBy: uuid("uploaded_by")
+      .notNull()
+      .references(() => userTable.id, { onDelete: "restrict" }),
+    /** The token the file came with, recorded on the audit rows of its batches (history: no foreign key). */
+    tokenId: uuid("token_id").notNull(),
+    filename: text("filename"),
+    /** Hex SHA-256 of the content; null while uploading. */
+    sha256: text("sha256"),
+    sizeBytes: bigint("size_bytes", { mode: "number" }).notNull().default(0),
+    format: importFormatEnum("format"),
+    /** How the text was decoded (utf-8, utf-16le, utf-16be, gb18030); null for .xlsx and before the job read it. */
+    encoding: text("encoding"),
+    idempotencyKey: text("idempotency_key"),
+    status: importStatusEnum("status").notNull().default("UPLOADING"),
+    /** Data lines in the file (rows and lines with errors), once the job has counted them. */
+    rowsTotal: integer("rows_total"),
+    rowsDone: integer("rows_done").notNull().default(0),
+    rowsAccepted: integer("rows_accepted").notNull().default(0),
+    rowsRejected: integer("rows_rejected").notNull().default(0),
+    /** Batches stored so far: a resumed job goes on after the last one. */
+    batchesDone: integer("batches_done").notNull().default(0),
+    /** Times the file was queued (a re-upload of a FAILED import queues it again); part of the job id. */
+    runs: integer("runs").notNull().default(0),
+    errorMessage: text("error_message"),
+    createdAt: createdAt(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("import_organization_content_key").on(t.organizationId, t.sha256).where(sql`${t.organizationId} is not null and ${t.status} <> 'UPLOADING'`),
+    uniqueIndex("import_user_content_key").on(t.uploadedBy, t.sha256).where(sql`${t.organizationId} is null and ${t.status} <> 'UPLOADING'`),
+    uniqueIndex("import_idempotency_key").on(t.uploadedBy, t.idempotencyKey).where(sql`${t.idempotencyKey} is not null`),
+    index("import_uploading_idx").on(t.createdAt).where(sql`${t.status} = 'UPLOADING'`),
+  ],
+);
+
+/** The bytes of an uploaded file, in pieces of about 1 MB written as the upload streams in. */
+export const importChunkTable = pgTable(
+  "import_chunk",
+  {
+    importId: uuid("import_id")
+      .notNull()
+      .references(() => importTable.id, { onDelete: "cascade" }),
+    seq: integer("seq").notNull(),
+    data: bytea("data").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.importId, t.seq] })],
+);
+
+/** One problem of one line of an imported file, with the values the line held (when it could be read). */
+export const importRejectedRowTable = pgTable(
+  "import_rejected_row",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    importId: uuid("import_id")
+      .notNull()
+      .references(() => importTable.id, { onDelete: "cascade" }),
+    line: integer("line").notNull(),
+    field: text("field"),
+    message: text("message").notNull(),
+    /** The line's cells by column name, as the rows were submitted (null when the line could not be read into a row). */
+    rowValues: jsonb("row_values"),
+  },
+  (t) => [index("import_rejected_row_line_idx").on(t.importId, t.line, t.id)],
 );

@@ -30,6 +30,8 @@ export interface PothosTypes {
     Date: { Input: string; Output: string };
     DateTime: { Input: Date; Output: Date | string };
     JSONObject: { Input: Record<string, unknown>; Output: unknown };
+    /** A file of a GraphQL multipart request (graphql-multipart-request-spec), as graphql-yoga hands it over. */
+    File: { Input: File; Output: never };
   };
   DefaultFieldNullability: false;
 }

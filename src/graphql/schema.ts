@@ -15,6 +15,7 @@ import "./matching.js";
 import "./alerts.js";
 import "./subscriptions.js";
 import "./webhooks.js";
+import "./imports.js";
 
 builder.queryType({ description: "Read access; every field is limited to what the viewer may see." });
 builder.mutationType({ description: "Writes; each one is audited in the same transaction." });

@@ -1,7 +1,6 @@
 // Limits against abuse of the GraphQL API: document size and shape, batches, request bodies,
 // per-token rate limits shared through Redis, CSRF, introspection, and the request id that ties a
 // masked error to its log line. Wired into yoga by src/http/server.ts; configured in src/config.ts.
-import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { costLimitRule } from "@escape.tech/graphql-armor-cost-limit";
@@ -33,7 +32,7 @@ import type { Plugin } from "graphql-yoga";
 import { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { Config } from "../config.js";
-import type { Logger } from "../logger.js";
+import { currentRequestId, runWithRequestId, type Logger } from "../logger.js";
 
 const MiB = 1024 * 1024;
 const formatBytes = (n: number) => (n >= MiB ? `${(n / MiB).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`);
@@ -42,22 +41,13 @@ const formatCount = (n: number) => n.toLocaleString("en-US");
 // ---------------------------------------------------------------------------------------------
 // Request ids
 
-/**
- * The request being answered, for code that is not handed the request: yoga calls `maskError` with
- * the error alone, and its log line must carry the same id as the answer.
- */
-const requestScope = new AsyncLocalStorage<{ requestId: string }>();
-
 /** A client's own `x-request-id` is kept when it is a plain token; anything else (log injection, huge values) is replaced. */
 export function requestIdFrom(header: string | null | undefined): string {
   return header && /^[\w.:-]{1,128}$/.test(header) ? header : randomUUID();
 }
 
-/** Runs `fn` (the handling of one request, including its streamed answer) under `requestId`. */
-export const runWithRequestId = <T>(requestId: string, fn: () => T): T => requestScope.run({ requestId }, fn);
-
-/** The id of the request being answered, where there is one. */
-export const currentRequestId = (): string | undefined => requestScope.getStore()?.requestId;
+// The request context lives with the logger, which stamps its id on every line written meanwhile.
+export { currentRequestId, runWithRequestId };
 
 /**
  * Gives every request one id: the HTTP server's (see createHttpServer) or, for requests handed to

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createYoga, type Plugin } from "graphql-yoga";
 import {
   GraphQLError,
@@ -44,6 +44,10 @@ import {
 } from "./limits.js";
 import { dashboardHandler } from "./dashboard.js";
 import { openDataHandler } from "./open-data.js";
+import { ADMIN_QUEUES_PATH, createOperations, useOperationMetrics } from "./operations.js";
+import { httpDuration, routeOf } from "../metrics.js";
+import { importsHandler } from "./imports.js";
+import { createResponseCache, type ResponseCache } from "./response-cache.js";
 
 export interface HttpDeps {
   config: Config;
@@ -55,6 +59,8 @@ export interface HttpDeps {
   live?: LiveAlertSource;
   /** The Redis where per-token rate limits are counted; without it, operations are not rate limited. */
   redisUrl?: string;
+  /** Cache planners' dashboard answers and checked tokens, invalidated through `redisUrl` (API processes). */
+  cacheResponses?: boolean;
 }
 
 /**
@@ -204,9 +210,11 @@ function useCompiledBulkMutations(logger: Logger): Plugin {
 export interface GraphQLHandlerDeps extends Omit<HttpDeps, "ready" | "redisUrl"> {
   /** Per-token rate limits; without them, operations are not rate limited (tests, tools). */
   rateLimits?: RateLimits;
+  /** The response and token cache; without it, every operation runs and every token is looked up. */
+  responseCache?: ResponseCache;
 }
 
-export function createGraphQLHandler({ config, db, logger, live, rateLimits }: GraphQLHandlerDeps) {
+export function createGraphQLHandler({ config, db, logger, live, rateLimits, responseCache }: GraphQLHandlerDeps) {
   const production = config.NODE_ENV === "production";
   // One token lookup per request, shared by the introspection check and the context.
   const viewers = new WeakMap<Request, Promise<Viewer | null>>();
@@ -215,7 +223,7 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
     let viewer = viewers.get(request);
     if (!viewer) {
       const token = bearerToken(request);
-      viewers.set(request, (viewer = token ? authenticate(db, token) : Promise.resolve(null)));
+      viewers.set(request, (viewer = !token ? Promise.resolve(null) : responseCache ? responseCache.authenticate(token) : authenticate(db, token)));
     }
     return viewer;
   };
@@ -237,6 +245,7 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
     },
     plugins: [
       useRequestIds(),
+      useOperationMetrics(),
       useHttpErrors(config),
       useCsrfPrevention(),
       useBodyLimits(config),
@@ -245,6 +254,7 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
       useNestingLimit(config),
       useCostLimit(config),
       ...(rateLimits ? [useRateLimits(config, rateLimits)] : []),
+      ...(responseCache ? responseCache.plugins({ schema, viewerOf, rateLimits }) : []),
       useCompiledBulkMutations(logger),
     ],
     context: async ({ request, req }) => {
@@ -318,17 +328,54 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits }: G
  */
 export function createHttpServer(deps: HttpDeps): Server {
   const rateLimits = deps.redisUrl ? createRateLimits({ config: deps.config, redisUrl: deps.redisUrl, logger: deps.logger }) : undefined;
-  const yoga = createGraphQLHandler({ ...deps, rateLimits });
+  const responseCache =
+    deps.cacheResponses && deps.redisUrl ? createResponseCache({ config: deps.config, db: deps.db, logger: deps.logger, redisUrl: deps.redisUrl }) : undefined;
+  const yoga = createGraphQLHandler({ ...deps, rateLimits, responseCache });
   const openData = openDataHandler(deps.db, deps.logger);
+  const operations = createOperations(deps);
+  const imports = importsHandler({ config: deps.config, db: deps.db, logger: deps.logger, rateLimits });
   const dashboard = dashboardHandler(deps.logger);
   const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const header = req.headers["x-request-id"];
+    const requestId = requestIdFrom(Array.isArray(header) ? header[0] : header);
+    req.headers["x-request-id"] = requestId;
+    // Every answer, including a streamed one (subscriptions), runs under the request's id, which
+    // every log line written meanwhile carries.
+    runWithRequestId(requestId, () => route(req, res));
+  });
+  const route = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    const started = performance.now();
+    res.once("finish", () => {
+      const name = routeOf(path);
+      const seconds = (performance.now() - started) / 1000;
+      httpDuration.observe({ route: name, method: req.method ?? "", status: String(res.statusCode) }, seconds);
+      // One access line per request, with its id (probes and scrapes only at debug level).
+      const quiet = name === "/healthz" || name === "/readyz" || name === "/metrics";
+      deps.logger[quiet ? "debug" : "info"](
+        { requestId: req.headers["x-request-id"], method: req.method, route: name, status: res.statusCode, ms: Math.round(seconds * 1000) },
+        "request",
+      );
+    });
+    if (path === "/metrics") {
+      operations.metrics(req, res);
+      return;
+    }
+    if (path === ADMIN_QUEUES_PATH || path.startsWith(`${ADMIN_QUEUES_PATH}/`)) {
+      operations.adminQueues(req, res);
+      return;
+    }
     if (path === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
       return;
     }
     if (path === "/open-data/shortages.csv" || path === "/open-data/shortages.json") {
       openData(req, res, path.endsWith(".csv") ? "csv" : "json");
+      return;
+    }
+    // Report files over plain HTTP (curl -F file=@reports.csv), next to GraphQL's importReportsCsv.
+    if (path !== undefined && (path === "/imports" || path.startsWith("/imports/"))) {
+      imports(req, res, path);
       return;
     }
     if (path !== undefined && (path === "/dashboard" || path.startsWith("/dashboard/"))) {
@@ -345,12 +392,10 @@ export function createHttpServer(deps: HttpDeps): Server {
       );
       return;
     }
-    const header = req.headers["x-request-id"];
-    const requestId = requestIdFrom(Array.isArray(header) ? header[0] : header);
-    req.headers["x-request-id"] = requestId;
-    // The whole answer, including a streamed one (subscriptions), runs under the request's id.
-    runWithRequestId(requestId, () => void yoga(req, res));
-  });
+    void yoga(req, res);
+  };
   if (rateLimits) server.once("close", () => void rateLimits.close());
+  server.once("close", () => void operations.close());
+  if (responseCache) server.once("close", () => void responseCache.close());
   return server;
 }

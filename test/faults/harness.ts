@@ -272,3 +272,63 @@ export async function verdict(db: Database, acknowledged: Row[]): Promise<Verdic
 }
 
 export const uniquePrefix = () => `{faults-${randomBytes(4).toString("hex")}}`;
+
+/**
+ * Work done twice, counted in the database (every figure should be 0):
+ * - `forecastsPerRun`: (region, product, run) with more than one forecast;
+ * - `overlappingForecasts`: pairs forecast by two runs that overlapped in time (two workers on one pair at once);
+ * - `forecastsSince`: with `since`, pairs forecast more than once since then (a full recompute computes each once);
+ * - `matches`: a proposal for one supplier, destination and request made more than once;
+ * - `alerts`: a dedupe key with two unresolved alerts, or an alert raised (or escalated at one moment) twice;
+ * - `deliveries`: an alert event sent twice to one recipient on one channel.
+ */
+export interface DoubleWork {
+  forecastsPerRun: number;
+  overlappingForecasts: number;
+  forecastsSince: number | null;
+  matches: number;
+  alerts: number;
+  deliveries: number;
+}
+
+export async function doubleWork(db: Database, since?: Date): Promise<DoubleWork> {
+  const [row] = await db.execute<Record<keyof DoubleWork, number | null>>(
+    sql`select
+          (select count(*) from (select 1 from forecast group by run_id, region_id, product_id having count(*) > 1) x)::int as "forecastsPerRun",
+          (select count(*) from forecast a join forecast b on b.region_id = a.region_id and b.product_id = a.product_id and b.id > a.id
+             join forecast_run ra on ra.id = a.run_id join forecast_run rb on rb.id = b.run_id
+           where ra.started_at < rb.finished_at and rb.started_at < ra.finished_at)::int as "overlappingForecasts",
+          ${since
+            ? sql`(select count(*) from (select 1 from forecast where computed_at >= ${since.toISOString()}::timestamptz group by region_id, product_id having count(*) > 1) x)::int`
+            : sql`null::int`} as "forecastsSince",
+          (select count(*) from (select 1 from match where status = 'PROPOSED'
+             group by product_id, kind, from_site_id, to_region_id, to_site_id, request_id having count(*) > 1) x)::int as "matches",
+          ((select count(*) from (select 1 from alert where status <> 'RESOLVED' group by dedupe_key having count(*) > 1) x)
+           + (select count(*) from (select 1 from alert_event where type = 'RAISED' group by alert_id having count(*) > 1) x)
+           + (select count(*) from (select 1 from alert_event group by alert_id, type, created_at having count(*) > 1) x))::int as "alerts",
+          (select count(*) from (select 1 from delivery group by alert_event_id, channel, webhook_id, user_id having count(*) > 1) x)::int as "deliveries"`,
+    "objects",
+  );
+  return row as unknown as DoubleWork;
+}
+
+/**
+ * Waits until nothing is left to do: no outbox event or dirty forecast pair in Postgres, and no
+ * job waiting, running or delayed in the queues (the schedulers' next runs aside), twice in a row.
+ */
+export async function waitAllDone(db: Database, queues: { getJobs(types: ("waiting" | "active" | "delayed" | "prioritized" | "waiting-children")[]): Promise<({ id?: string | undefined } | undefined)[]> }[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let quietChecks = 0;
+  for (;;) {
+    const [s] = await db.execute<{ pending: number; dirty: number }>(
+      sql`select (select count(*) from outbox where processed_at is null)::int as pending, (select count(*) from forecast_dirty)::int as dirty`,
+      "objects",
+    );
+    let jobs = 0;
+    for (const q of queues) jobs += (await q.getJobs(["waiting", "active", "delayed", "prioritized", "waiting-children"])).filter((j) => j && !j.id?.startsWith("repeat:")).length;
+    quietChecks = s!.pending === 0 && s!.dirty === 0 && jobs === 0 ? quietChecks + 1 : 0;
+    if (quietChecks >= 2) return;
+    if (Date.now() > deadline) throw new Error(`not done after ${timeoutMs} ms: ${s!.pending} outbox events, ${s!.dirty} dirty pairs, ${jobs} jobs`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}

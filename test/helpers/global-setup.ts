@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import postgres from "postgres";
 import type { TestProject } from "vitest/node";
 import { openDatabase } from "../../src/db/index.js";
@@ -6,6 +9,8 @@ import { TEST_PG_ADMIN_URL, databaseUrl } from "./env.js";
 declare module "vitest" {
   export interface ProvidedContext {
     templateDatabase: string;
+    /** This run's folder for the migrated PGlite template (built on first use: see helpers/db.ts). */
+    pgliteTemplateRoot: string;
   }
 }
 
@@ -18,8 +23,11 @@ export default async function setup(project: TestProject) {
   await handle.migrate();
   await handle.close();
   project.provide("templateDatabase", template);
+  const pgliteRoot = mkdtempSync(path.join(tmpdir(), "supply-pglite-tpl-"));
+  project.provide("pgliteTemplateRoot", pgliteRoot);
   return async () => {
     await admin.unsafe(`drop database if exists "${template}" with (force)`);
     await admin.end();
+    rmSync(pgliteRoot, { recursive: true, force: true });
   };
 }

@@ -7,6 +7,7 @@ import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { eq, sql } from "drizzle-orm";
 import { GraphQLError } from "graphql";
 import { createPubSub, SlidingBuffer, type PubSubEvent } from "graphql-yoga";
+import type { ConnectionOptions } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Database } from "../../db/index.js";
 import { alertTable, regionTable } from "../../db/schema.js";
@@ -33,11 +34,19 @@ export interface LiveAlerts {
    * nothing published after that is missed; the iterator's `return()` lets go of it.
    */
   listen(): Promise<AsyncIterableIterator<LiveAlertEvent>>;
+  /** Another live stream (import progress) over the same two connections, on the channel `name` under the prefix. */
+  channel<E>(name: string): LiveChannel<E>;
   close(): Promise<void>;
 }
 
+/** One live stream: `listen` as LiveAlerts' (confirmed subscription, `return()` lets go). */
+export interface LiveChannel<E> {
+  publish(event: E): Promise<void>;
+  listen(): Promise<AsyncIterableIterator<E>>;
+}
+
 /** The part of LiveAlerts a subscriber needs (the GraphQL context carries only this). */
-export type LiveAlertSource = Pick<LiveAlerts, "listen">;
+export type LiveAlertSource = Pick<LiveAlerts, "listen" | "channel">;
 
 export interface LiveAlertsOptions {
   url: string;
@@ -51,12 +60,18 @@ export interface LiveAlertsOptions {
   subscribeTimeoutMs?: number;
 }
 
-type Topics = Record<string, [LiveAlertEvent]>;
+type Topics = Record<string, [unknown]>;
 
 /** Events a slow subscriber may fall behind by; older ones are dropped for it (not for others). */
 const SUBSCRIBER_BUFFER = 256;
 
-export const liveAlertChannel = (prefix: string) => `${prefix}:live:alertRaised`;
+export const liveChannelName = (prefix: string, name: string) => `${prefix}:live:${name}`;
+export const liveAlertChannel = (prefix: string) => liveChannelName(prefix, "alertRaised");
+
+// Publishing fails fast while Redis is away (the job is retried with backoff); subscribing
+// waits for the connection: the event target does not handle a failed SUBSCRIBE, and ioredis
+// subscribes again by itself after a reconnect.
+const PUBLISH_OPTIONS = { lazyConnect: true, maxRetriesPerRequest: 1 } as const satisfies RedisOptions;
 
 /**
  * Two Redis connections: a connection in subscriber mode can only subscribe, so publishing needs
@@ -67,10 +82,7 @@ export function createLiveAlerts(options: LiveAlertsOptions): LiveAlerts {
   const channel = liveAlertChannel(options.prefix);
   const logger = options.logger.child({ component: "live-alerts" });
   const timeoutMs = options.subscribeTimeoutMs ?? 5_000;
-  // Publishing fails fast while Redis is away (the job is retried with backoff); subscribing
-  // waits for the connection: the event target does not handle a failed SUBSCRIBE, and ioredis
-  // subscribes again by itself after a reconnect.
-  const publishClient = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: "live-alerts-publish" } satisfies RedisOptions);
+  const publishClient = new Redis(options.url, { ...PUBLISH_OPTIONS, connectionName: "live-alerts-publish" } satisfies RedisOptions);
   const subscribeClient = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: null, connectionName: "live-alerts-subscribe" } satisfies RedisOptions);
   let failing = false;
   for (const client of [publishClient, subscribeClient]) {
@@ -94,48 +106,84 @@ export function createLiveAlerts(options: LiveAlertsOptions): LiveAlerts {
   const eventTarget = createRedisEventTarget<PubSubEvent<Topics, string>>({ publishClient, subscribeClient: subscriber });
   // One pubsub per subscriber: the pubsub hands its buffer to every stream it makes, so streams of
   // one pubsub would take each other's events.
-  const ownStream = () => createPubSub<Topics>({ eventTarget, repeaterBuffer: new SlidingBuffer(SUBSCRIBER_BUFFER) }).subscribe(channel);
+  const ownStream = (name: string) => createPubSub<Topics>({ eventTarget, repeaterBuffer: new SlidingBuffer(SUBSCRIBER_BUFFER) }).subscribe(name);
+  // Not pubsub.publish: it does not wait for Redis, so a lost message would count as delivered.
+  const publishOn = async (name: string, event: unknown) => {
+    await publishClient.publish(name, JSON.stringify(event));
+  };
+
+  const listenOn = async <E>(name: string): Promise<AsyncIterableIterator<E>> => {
+    const stream = ownStream(name) as unknown as AsyncGenerator<E>;
+    // The pubsub's stream registers its listener (and the event target its SUBSCRIBE) when first
+    // pulled; pull now, so the subscription exists before the client is answered.
+    let first: Promise<IteratorResult<E>> | null = stream.next();
+    // The same connection answers in order: once this SUBSCRIBE is confirmed, so is the event target's.
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const confirmed = subscribeClient.subscribe(name);
+      confirmed.catch(lost("subscribe"));
+      await Promise.race([
+        confirmed,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new LiveAlertsUnavailable()), timeoutMs);
+        }),
+      ]);
+    } catch (error) {
+      await stream.return(undefined);
+      throw error instanceof LiveAlertsUnavailable ? error : new LiveAlertsUnavailable();
+    } finally {
+      clearTimeout(timer);
+    }
+    const iterator: AsyncIterableIterator<E> = {
+      next() {
+        const pending = first ?? stream.next();
+        first = null;
+        return pending;
+      },
+      return: () => stream.return(undefined),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  };
 
   return {
-    async publish(event) {
-      // Not pubsub.publish: it does not wait for Redis, so a lost message would count as delivered.
-      await publishClient.publish(channel, JSON.stringify(event));
-    },
-    async listen() {
-      const stream = ownStream();
-      // The pubsub's stream registers its listener (and the event target its SUBSCRIBE) when first
-      // pulled; pull now, so the subscription exists before the client is answered.
-      let first: Promise<IteratorResult<LiveAlertEvent>> | null = stream.next();
-      // The same connection answers in order: once this SUBSCRIBE is confirmed, so is the event target's.
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const confirmed = subscribeClient.subscribe(channel);
-        confirmed.catch(lost("subscribe"));
-        await Promise.race([
-          confirmed,
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new LiveAlertsUnavailable()), timeoutMs);
-          }),
-        ]);
-      } catch (error) {
-        await stream.return();
-        throw error instanceof LiveAlertsUnavailable ? error : new LiveAlertsUnavailable();
-      } finally {
-        clearTimeout(timer);
-      }
-      const iterator: AsyncIterableIterator<LiveAlertEvent> = {
-        next() {
-          const pending = first ?? stream.next();
-          first = null;
-          return pending;
-        },
-        return: () => stream.return(),
-        [Symbol.asyncIterator]: () => iterator,
-      };
-      return iterator;
+    publish: (event) => publishOn(channel, event),
+    listen: () => listenOn<LiveAlertEvent>(channel),
+    channel<E>(name: string): LiveChannel<E> {
+      const full = liveChannelName(options.prefix, name);
+      return { publish: (event: E) => publishOn(full, event), listen: () => listenOn<E>(full) };
     },
     async close() {
       await Promise.all([publishClient, subscribeClient].map((c) => (c.status === "ready" ? c.quit().catch(() => c.disconnect()) : c.disconnect())));
+    },
+  };
+}
+
+/**
+ * Publishes on one live channel from a process that only publishes (a job processor, from the
+ * worker's queue connection), with LiveAlerts' publishing connection settings. Close it when done.
+ */
+export function createLivePublisher<E>(
+  connection: ConnectionOptions,
+  prefix: string,
+  name: string,
+): { publish(event: E): Promise<void>; close(): Promise<void> } {
+  const channel = liveChannelName(prefix, name);
+  let client: Redis;
+  if (connection instanceof Redis) client = connection.duplicate(PUBLISH_OPTIONS);
+  else {
+    const { url, ...rest } = connection as RedisOptions & { url?: string };
+    const settings = { ...rest, ...PUBLISH_OPTIONS, connectionName: `live-${name}-publish` };
+    client = url ? new Redis(url, settings) : new Redis(settings);
+  }
+  // Reported by the failing publish itself; without a listener ioredis would print every retry.
+  client.on("error", () => {});
+  return {
+    async publish(event) {
+      await client.publish(channel, JSON.stringify(event));
+    },
+    async close() {
+      await (client.status === "ready" ? client.quit().catch(() => client.disconnect()) : client.disconnect());
     },
   };
 }

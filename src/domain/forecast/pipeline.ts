@@ -5,7 +5,10 @@
 // every region a report touches and all regions above it, and by the daily scheduler for every
 // pair with data. A run takes one product at a time under a per-product advisory lock, so two
 // workers never compute the same product at once, and handles that product's dirty regions from
-// the deepest up:
+// the deepest up. A product with many dirty pairs (the daily recompute) is instead taken by
+// top-level subtree (provinces, a few per transaction), each subtree under its own lock, so every
+// worker can share it; the regions above the subtrees (the country) come last, from the subtrees'
+// stored forecasts, once none of the subtrees they wait for is still dirty:
 //
 //   node(R) = leaf(R's own sites) + sum of node(C) over R's children C
 //
@@ -53,8 +56,12 @@ interface DirtyRow {
 // ---------------------------------------------------------------------------------------------
 // Marking work
 
-/** Marks (region, product) pairs and every region above them as needing a new forecast. */
-export async function markDirty(db: Database, pairs: readonly { regionId: number; productId: number }[]): Promise<number> {
+/**
+ * Marks (region, product) pairs and every region above them as needing a new forecast. A pair
+ * already dirty is marked again (a newer `last_dirty_at`, so a run computing it now computes it
+ * once more: it may have read the old data), unless `keepDirty`: the daily mark brings no new data.
+ */
+export async function markDirty(db: Database, pairs: readonly { regionId: number; productId: number }[], { keepDirty = false } = {}): Promise<number> {
   if (pairs.length === 0) return 0;
   const rows = await db.execute<{ n: number }>(
     sql`with pairs as (
@@ -66,7 +73,7 @@ export async function markDirty(db: Database, pairs: readonly { regionId: number
           cross join lateral unnest(string_to_array(trim(both '/' from r.path), '/')) as a(id)
         ), marked as (
           insert into forecast_dirty (region_id, product_id) select region_id, product_id from up
-          on conflict (product_id, region_id) do update set last_dirty_at = now()
+          on conflict (product_id, region_id) do ${keepDirty ? sql`nothing` : sql`update set last_dirty_at = now()`}
           returning 1
         )
         select count(*)::int as n from marked`,
@@ -92,19 +99,29 @@ export async function markReportsDirty(db: Database, reportIds: readonly number[
   return markDirty(db, pairs);
 }
 
-/** The daily full recompute: every pair with reports in the history window, or a forecast already. */
-export async function markAllDirty(db: Database): Promise<number> {
+/**
+ * The daily full recompute: every pair with reports in the history window, or a forecast already.
+ * With `freshSince`, pairs forecast since then are left out (with regions above a pair that is
+ * not, which must add it up again): the daily job passes the time it was due, so a second
+ * attempt (its first worker died) does not redo what the first one finished.
+ */
+export async function markAllDirty(db: Database, { freshSince }: { freshSince?: Date } = {}): Promise<number> {
   const pairs = await db.execute<{ regionId: number; productId: number }>(
-    sql`select distinct s.region_id as "regionId", r.product_id as "productId"
-        from report r join site s on s.id = r.site_id
-        where r.date > (select max(date) from report) - ${HISTORY_DAYS}::int
-        union
-        select region_id, product_id from forecast_latest
-        union
-        select region_id, product_id from demand_scenario where superseded_at is null`,
+    sql`with base as (
+          select distinct s.region_id, r.product_id
+          from report r join site s on s.id = r.site_id
+          where r.date > (select max(date) from report) - ${HISTORY_DAYS}::int
+          union
+          select region_id, product_id from forecast_latest
+          union
+          select region_id, product_id from demand_scenario where superseded_at is null
+        )
+        select b.region_id as "regionId", b.product_id as "productId" from base b
+        ${freshSince ? sql`left join forecast_latest l on l.region_id = b.region_id and l.product_id = b.product_id
+        where l.computed_at is null or l.computed_at < ${freshSince.toISOString()}::timestamptz` : sql``}`,
     "objects",
   );
-  return markDirty(db, pairs);
+  return markDirty(db, pairs, { keepDirty: true });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,12 +134,22 @@ export interface RecomputeOptions {
   horizon?: number;
   /** Called after a product's dirty rows were read, inside its transaction: a seam for tests. */
   afterDirtyRead?: (productId: number) => Promise<void>;
+  /**
+   * A product with more dirty pairs than this is computed by top-level subtree, in transactions
+   * of about this many pairs, so that several workers share it (default {@link DEFAULT_CHUNK_PAIRS}).
+   */
+  chunkPairs?: number;
+  /** Asked between transactions: true ends the run there, leaving the rest dirty for another worker (a worker shutting down). */
+  shouldStop?: () => boolean;
 }
+
+/** Above this many dirty pairs, a product is shared out by subtree (the daily recompute of a national tree). */
+export const DEFAULT_CHUNK_PAIRS = 1000;
 
 export interface RecomputeResult {
   products: number;
   series: number;
-  /** Products left dirty: locked by another worker, or beyond maxProducts. */
+  /** Products left (partly) dirty: held by another worker, beyond maxProducts, or the worker is stopping. */
   remaining: number;
   /** Where the time went (ms): reading reports and stored forecasts, forecasting, writing. */
   timings: PhaseTimings;
@@ -134,47 +161,140 @@ export interface PhaseTimings {
   write: number;
 }
 
-/** Recomputes dirty pairs, one product per transaction. Running it twice does no harm. */
+/**
+ * Recomputes dirty pairs, one product (or, for a product with many, one subtree of it) per
+ * transaction. Running it twice, or on several workers at once, computes each pair once.
+ */
 export async function recomputeDirty(db: Database, options: RecomputeOptions): Promise<RecomputeResult> {
-  const products = await db.execute<{ product_id: number }>(
-    sql`select product_id from forecast_dirty group by product_id order by min(first_dirty_at)`,
+  const products = await db.execute<{ product_id: number; n: number }>(
+    sql`select product_id, count(*)::int as n from forecast_dirty group by product_id order by min(first_dirty_at)`,
     "objects",
   );
   let done = 0;
   let series = 0;
   let skipped = 0;
   const timings: PhaseTimings = { read: 0, kernel: 0, write: 0 };
-  for (const { product_id } of products) {
-    if (options.maxProducts !== undefined && done >= options.maxProducts) {
+  const chunkPairs = options.chunkPairs ?? DEFAULT_CHUNK_PAIRS;
+  for (const { product_id, n } of products) {
+    if ((options.maxProducts !== undefined && done >= options.maxProducts) || options.shouldStop?.()) {
       skipped++;
       continue;
     }
-    const n = await recomputeProduct(db, product_id, options, timings);
-    if (n === null) skipped++;
-    else {
-      done++;
-      series += n;
-    }
+    const r = n > chunkPairs ? await recomputeInChunks(db, product_id, chunkPairs, options, timings) : await recomputeScope(db, product_id, WHOLE, options, timings);
+    series += r.series;
+    if (r.complete) done++;
+    else skipped++;
   }
   return { products: done, series, remaining: skipped, timings };
 }
 
 const FORECAST_LOCK = 0x5f0c; // namespace of the per-product advisory locks
+const FORECAST_SUBTREE_LOCK = 0x5f0d; // namespace of the per-(product, subtree) advisory locks
 
-/** Null when another worker holds the product. */
-async function recomputeProduct(db: Database, productId: number, options: RecomputeOptions, timings: PhaseTimings): Promise<number | null> {
+interface Subtree {
+  id: number;
+  path: string;
+}
+
+/**
+ * What one transaction computes of a product's dirty pairs: all of them; the subtrees under some
+ * regions whose parent is a root (provinces); or the roots (the country), from their children.
+ */
+type Scope = { kind: "whole" } | { kind: "subtrees"; roots: Subtree[] } | { kind: "top" };
+const WHOLE: Scope = { kind: "whole" };
+
+interface ScopeResult {
+  series: number;
+  /** False when part of the work was left to another worker (locked, waiting, or stopping). */
+  complete: boolean;
+}
+
+/**
+ * A product shared out by subtree: its dirty subtrees (provinces) packed into transactions of about
+ * `chunkPairs` pairs, largest first so that workers sharing the product finish together; each
+ * subtree under its own lock, so a subtree another worker holds is skipped whatever the packing.
+ * Then the roots, which whoever finishes the last subtree computes.
+ */
+async function recomputeInChunks(db: Database, productId: number, chunkPairs: number, options: RecomputeOptions, timings: PhaseTimings): Promise<ScopeResult> {
+  // A path is /root/child/.../: its third part is the subtree's root (a province, for China's tree).
+  const subtrees = await db.execute<Subtree & { n: number }>(
+    sql`select c.id, c.path, count(*)::int as n
+        from forecast_dirty d join region r on r.id = d.region_id
+        join region c on c.id = split_part(r.path, '/', 3)::int
+        where d.product_id = ${productId} and r.parent_id is not null
+        group by c.id, c.path order by n desc, c.id`,
+    "objects",
+  );
+  // Largest first into the lightest bin: bins of nearly equal size.
+  const bins = Array.from({ length: Math.max(1, Math.ceil(subtrees.reduce((n, t) => n + t.n, 0) / chunkPairs)) }, () => ({ n: 0, roots: [] as Subtree[] }));
+  for (const t of subtrees) {
+    const bin = bins.reduce((a, b) => (b.n < a.n ? b : a));
+    bin.n += t.n;
+    bin.roots.push({ id: t.id, path: t.path });
+  }
+  let series = 0;
+  let complete = true;
+  const scopes: Scope[] = [...bins.filter((b) => b.roots.length).sort((a, b) => b.n - a.n).map((b): Scope => ({ kind: "subtrees", roots: b.roots })), { kind: "top" }];
+  for (const scope of scopes) {
+    if (options.shouldStop?.()) return { series, complete: false };
+    const r = await recomputeScope(db, productId, scope, options, timings);
+    series += r.series;
+    complete &&= r.complete;
+  }
+  return { series, complete };
+}
+
+/** Computes a scope of a product's dirty pairs in one transaction; incomplete when another worker holds it. */
+async function recomputeScope(db: Database, productId: number, scope: Scope, options: RecomputeOptions, timings: PhaseTimings): Promise<ScopeResult> {
   const horizon = options.horizon ?? HORIZON;
+  const busy = { series: 0, complete: false };
   return db.transaction(async (tx) => {
-    const [lock] = await tx.execute<{ ok: boolean }>(sql`select pg_try_advisory_xact_lock(${FORECAST_LOCK}, ${productId}) as ok`, "objects");
-    if (!lock?.ok) return null;
+    // Whole-product runs exclude each other and every subtree run; subtree runs share the product
+    // and exclude each other per subtree (the roots count as one).
+    const [lock] = await tx.execute<{ ok: boolean }>(
+      scope.kind === "whole"
+        ? sql`select pg_try_advisory_xact_lock(${FORECAST_LOCK}, ${productId}) as ok`
+        : sql`select pg_try_advisory_xact_lock_shared(${FORECAST_LOCK}, ${productId}) as ok`,
+      "objects",
+    );
+    if (!lock?.ok) return busy;
+    let skipped = false;
+    if (scope.kind !== "whole") {
+      const keys = scope.kind === "top" ? ["top"] : scope.roots.map((r) => String(r.id));
+      const held = await tx.execute<{ key: string }>(
+        sql`select key from unnest(${sql.param(keys)}::text[]) as k(key)
+            where pg_try_advisory_xact_lock(${FORECAST_SUBTREE_LOCK}, hashtext(${productId}::text || ':' || key))`,
+        "objects",
+      );
+      if (held.length === 0) return busy;
+      if (scope.kind === "subtrees" && held.length < keys.length) {
+        // Another worker holds some of these subtrees: this transaction takes the others.
+        const mine = new Set(held.map((h) => h.key));
+        scope = { kind: "subtrees", roots: scope.roots.filter((r) => mine.has(String(r.id))) };
+        skipped = true;
+      }
+    }
 
+    if (scope.kind === "top") {
+      // The roots add up their children's stored forecasts, so they wait for the subtrees that
+      // were dirty when they were marked; subtrees marked since mark the roots again when done.
+      const [waiting] = await tx.execute<{ n: number }>(
+        sql`select count(*)::int as n from forecast_dirty d join region r on r.id = d.region_id
+            where d.product_id = ${productId} and r.parent_id is not null
+              and d.first_dirty_at <= (select max(t.first_dirty_at) from forecast_dirty t join region tr on tr.id = t.region_id
+                                        where t.product_id = ${productId} and tr.parent_id is null)`,
+        "objects",
+      );
+      if (waiting!.n > 0) return busy;
+    }
     const dirty = await tx.execute<DirtyRow>(
       sql`select d.region_id, r.path, r.parent_id, d.last_dirty_at::text
           from forecast_dirty d join region r on r.id = d.region_id
-          where d.product_id = ${productId}`,
+          where d.product_id = ${productId}
+            ${scope.kind === "subtrees" ? sql`and r.path ^@ any(${sql.param(scope.roots.map((t) => t.path))}::text[])` : scope.kind === "top" ? sql`and r.parent_id is null` : sql``}`,
       "objects",
     );
-    if (dirty.length === 0) return 0;
+    if (dirty.length === 0) return { series: 0, complete: !skipped };
     await options.afterDirtyRead?.(productId);
     const [meta] = await tx.execute<{ origin: string | null; cutoff: string; red: number; orange: number; yellow: number; blue: number }>(
       sql`select (select max(date)::text from report where product_id = ${productId} and date <= current_date + 1) as origin,
@@ -183,27 +303,38 @@ async function recomputeProduct(db: Database, productId: number, options: Recomp
           from product where id = ${productId}`,
       "objects",
     );
-    if (!meta) return 0; // the product is gone; its dirty rows went with it
+    if (!meta) return { series: 0, complete: !skipped }; // the product is gone; its dirty rows went with it
     let written = 0;
     if (meta.origin) {
       const run = await tx.execute<{ id: number }>(
-        sql`insert into forecast_run (trigger, product_id, origin_date, input_cutoff)
-            values (${options.trigger}, ${productId}, ${meta.origin}, ${meta.cutoff}) returning id::int`,
+        // Started once its locks are held (not when its transaction began): runs of one pair never overlap.
+        sql`insert into forecast_run (trigger, product_id, origin_date, input_cutoff, started_at)
+            values (${options.trigger}, ${productId}, ${meta.origin}, ${meta.cutoff}, clock_timestamp()) returning id::int`,
         "objects",
       );
       const runId = run[0]!.id;
       const thresholds: RiskThresholds = { red: meta.red, orange: meta.orange, yellow: meta.yellow, blue: meta.blue };
       written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings });
       await tx.execute(sql`update forecast_run set finished_at = clock_timestamp(), series = ${written} where id = ${runId}`);
-      // Matching follows the forecasts, through the outbox like every write that leads to a job.
-      if (written) await tx.insert(outboxTable).values({ topic: "forecasts.updated", payload: { productIds: [productId] } });
+      if (written && scope.kind === "subtrees") {
+        // The subtrees' roots changed, so their parents must add them up again (clock time: never
+        // older than a mark a run of the roots may have read already).
+        await tx.execute(
+          sql`insert into forecast_dirty (region_id, product_id)
+              select distinct parent_id, ${productId}::int from region where id = any(${sql.param(scope.roots.map((t) => t.id))}::int[]) and parent_id is not null
+              on conflict (product_id, region_id) do update set last_dirty_at = greatest(forecast_dirty.last_dirty_at, clock_timestamp())`,
+        );
+      }
+      // Matching follows the forecasts, through the outbox like every write that leads to a job;
+      // a product shared out by subtree asks once, when its roots are done (after every subtree).
+      else if (written) await tx.insert(outboxTable).values({ topic: "forecasts.updated", payload: { productIds: [productId] } });
     }
     // Rows marked again while this ran keep a newer last_dirty_at and stay for the next run.
     await tx.execute(
       sql`delete from forecast_dirty d using unnest(${sql.param(dirty.map((d) => d.region_id))}::int[], ${sql.param(dirty.map((d) => d.last_dirty_at))}::timestamptz[]) as x(region_id, seen)
           where d.product_id = ${productId} and d.region_id = x.region_id and d.last_dirty_at <= x.seen`,
     );
-    return written;
+    return { series: written, complete: !skipped };
   });
 }
 
