@@ -61,7 +61,9 @@ const EMAIL = /(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~
  * its separator, so a run of digits can be split only one way: the pattern takes time linear in
  * the text, whatever the text (a log line may hold anything a client sent).
  */
-const PHONE = /(?<![\w.@/\\+-])(?:\+\s?)?(?:\(\+?\d{1,5}\)\s?)?\d+(?:[ -](?:\(\d{1,5}\)|\d+))*(?![\w@]|[.-]\d)/g;
+// The look-ahead refuses a separator followed by any word character, not only a digit: a UUID
+// whose first group is all digits (`38358003-fea3-...`, about 1 in 125 random ones) is an id.
+const PHONE = /(?<![\w.@/\\+-])(?:\+\s?)?(?:\(\+?\d{1,5}\)\s?)?\d+(?:[ -](?:\(\d{1,5}\)|\d+))*(?![\w@]|[.-]\w)/g;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 /** drizzle's "Failed query: ...\nparams: ..." message (and so its stack) quotes the parameters: contact names too. */
 const QUERY_PARAMS = /(\nparams: )[^\n]*/g;

@@ -302,6 +302,9 @@ describe("the logger", () => {
     lines.length = 0;
     const kept = [
       "3f0c1b2e-9a4d-4c5e-8f6a-446655440000",
+      // A UUID whose first group is all digits (about 1 in 125 request ids) is an id, not a phone.
+      "38358003-fea3-4213-ae6a-cfb2a35040de",
+      "15512927-1280-4fe1-89ed-1be6d2b34e7b",
       "2026-03-09",
       "2026-03-09T10:00:00.000Z",
       "forecast-recompute-3527544686",
