@@ -49,6 +49,13 @@ beforeAll(async () => {
     ...states.map((s) => ({ code: s, name: US_STATES[s]!.name, level: "PROVINCE" as const, parentCode: "US", latitude: US_STATES[s]!.lat, longitude: US_STATES[s]!.lon })),
   ]);
   admin = await makeUser(t.db, "ADMIN");
+  worker = await startWorker({
+    config: { QUEUE_PREFIX: prefix, IDEMPOTENCY_TTL_HOURS: 72 },
+    db: t.db,
+    logger: createLogger({ LOG_LEVEL: "silent" }),
+    connection: { url: TEST_REDIS_URL, maxRetriesPerRequest: null },
+    relayIntervalMs: 50,
+  });
   for (const state of states) {
     const mine = cells.filter((c) => c.state === state);
     if (mine.some((c) => c.offered > 0)) {
@@ -72,15 +79,6 @@ beforeAll(async () => {
       }
     }
   }
-  // The worker starts once everything is in: it relays the whole outbox, forecasts and matches
-  // once, instead of again after every state's reports (minutes of CPU on a busy machine).
-  worker = await startWorker({
-    config: { QUEUE_PREFIX: prefix, IDEMPOTENCY_TTL_HOURS: 72 },
-    db: t.db,
-    logger: createLogger({ LOG_LEVEL: "silent" }),
-    connection: { url: TEST_REDIS_URL, maxRetriesPerRequest: null },
-    relayIntervalMs: 50,
-  });
 }, 120_000);
 
 afterAll(async () => {
