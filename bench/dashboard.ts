@@ -3,7 +3,6 @@
 // response cache and without it, next to the same question answered by a hand-written GROUP BY over
 // the raw reports. Then how long a cached answer can outlive a forecast write (the invalidation
 // window), and where the API's CPU goes per request.
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
@@ -11,7 +10,6 @@ import net from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
@@ -23,10 +21,10 @@ import { systemActor } from "../src/domain/viewer.js";
 import { createResponseInvalidator } from "../src/http/response-cache.js";
 import { createLogger } from "../src/logger.js";
 import { generateNational } from "../src/tools/national-data.js";
-import { freePort } from "../src/redis.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 import { formatProfile, summarizeProfile, type CpuProfile } from "./lib/profile.js";
 import { processCpuSeconds } from "./lib/system.js";
+import { startApi as startIngestApi, type ApiChild } from "./ingest.js";
 
 export const DASHBOARD_USAGE = `  dashboard  the shortages query over HTTP (32 clients, cached and not) for a province and the national planner, vs a raw GROUP BY
              --sites N (20000) --days N (25) --products N (10): the generated data set (5 million reports)
@@ -82,7 +80,6 @@ function parseOptions(argv: string[]): Options {
 
 const ADMIN_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env.REDIS_URL ?? process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const PROJECT_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const actor = systemActor("bench");
 const READY = "supply bench dashboard: data set complete";
 
@@ -196,79 +193,12 @@ function rawShortages(db: Database, rootPath: string) {
 // ---------------------------------------------------------------------------------------------
 // The API child and the load
 
-interface ApiChild {
-  child: ChildProcess;
-  port: number;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-async function startApi(url: string, prefix: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<ApiChild> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts", "api"], {
-    cwd: PROJECT_ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: url,
-      REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "warn",
-      NODE_ENV: "production",
-      DATABASE_POOL_SIZE: "8",
-      SECRET_KEY: randomBytes(32).toString("base64"),
-      // 32 clients of one token send far more than a planner would.
-      RATE_LIMIT_READS_PER_MINUTE: "100000000",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let tail = "";
-  const keep = (chunk: Buffer) => {
-    tail = (tail + chunk.toString()).slice(-8000);
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const api: ApiChild = {
-    child,
-    port,
-    output: () => tail,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the API process exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tail}`);
-    const status = await get(port, "/readyz").catch(() => 0);
-    if (status === 200) break;
-    if (Date.now() > deadline) {
-      await api.stop();
-      throw new Error(`the API process was not ready within 90 s:\n${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return api;
-}
+/** The API child: bench/ingest.ts's, with this bench's queue prefix and room under the read rate limit. */
+const startApi = (url: string, prefix: string, env: Record<string, string>, nodeArgs: string[] = []) =>
+  // 32 clients of one token send far more than a planner would.
+  startIngestApi(url, nodeArgs, { mode: "api", env: { QUEUE_PREFIX: prefix, RATE_LIMIT_READS_PER_MINUTE: "100000000", ...env } });
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
-
-function get(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: "127.0.0.1", port, path: urlPath, agent }, (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode ?? 0));
-      })
-      .on("error", reject);
-  });
-}
 
 function post(port: number, token: string, body: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
