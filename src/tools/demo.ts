@@ -248,8 +248,6 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`Demo on the ${handle.kind === "pglite" ? `embedded database in ${config.DATA_DIR}` : "database at DATABASE_URL"}\n`);
     if (n > 0) {
       process.stderr.write(`  it already holds a generated data set (${n} sites): showing it (npm run demo -- --fresh starts over)\n`);
-      const [p] = await handle.db.execute<{ code: string }>(sql`select code from region where level = 'PROVINCE' and code = ${o.outbreak}`, "objects");
-      outbreak = p?.code ?? o.outbreak;
     } else {
       outbreak = await load(handle.db, o);
     }
