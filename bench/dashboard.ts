@@ -5,7 +5,6 @@
 // window), and where the API's CPU goes per request.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import http from "node:http";
 import net from "node:net";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import path from "node:path";
@@ -22,6 +21,7 @@ import { createResponseInvalidator } from "../src/http/response-cache.js";
 import { createLogger } from "../src/logger.js";
 import { generateNational } from "../src/tools/national-data.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
+import { closeHttpClients, postGraphql } from "./lib/http.js";
 import { formatProfile, summarizeProfile, type CpuProfile } from "./lib/profile.js";
 import { processCpuSeconds } from "./lib/system.js";
 import { startApi as startIngestApi, type ApiChild } from "./ingest.js";
@@ -198,30 +198,7 @@ const startApi = (url: string, prefix: string, env: Record<string, string>, node
   // 32 clients of one token send far more than a planner would.
   startIngestApi(url, nodeArgs, { mode: "api", env: { QUEUE_PREFIX: prefix, RATE_LIMIT_READS_PER_MINUTE: "100000000", ...env } });
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1024 });
-
-function post(port: number, token: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port,
-        path: "/graphql",
-        method: "POST",
-        agent,
-        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body), authorization: `Bearer ${token}` },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const post = postGraphql;
 
 interface LoadResult {
   requests: number;
@@ -585,7 +562,7 @@ export async function runDashboardBench(argv: string[]) {
   } finally {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
-    agent.destroy();
+    closeHttpClients();
     await cleanup();
   }
 }

@@ -22,6 +22,7 @@ import type { ReportRowInput } from "../src/domain/reports/validate.js";
 import { authenticate, createApiToken } from "../src/domain/tokens.js";
 import { createUser } from "../src/domain/users.js";
 import { systemActor, type Viewer } from "../src/domain/viewer.js";
+import { closeHttpClients, postGraphql } from "./lib/http.js";
 import { formatProfile, profileInProcess, summarizeProfile, type CpuProfile } from "./lib/profile.js";
 import { cpuSnapshot, cpuSpent, peakRssMiB, processCpuSeconds, type CpuSpent } from "./lib/system.js";
 import { seededRandom } from "../src/tools/random.js";
@@ -34,7 +35,9 @@ export const INGEST_USAGE = `  ingest [--rows N] [--repeat N] [--batch N] [--cli
       where concurrent batches come from different reporters) has --sites sites; batches of the
       organizations are interleaved. --orgs 1 makes every client write the same sites' series,
       the worst case for the per-site ordering of writes.
-      Defaults: --rows 200000 --repeat 3 --batch 1000 --clients 4 --warmup 10 (batches) --sites 50.
+      Defaults: --rows 200000 --repeat 5 --batch 1000 --clients 4 --warmup 10 (batches) --sites 50.
+      Contenders run in rounds (each once per round, in turn), so a slow spell of a shared machine
+      falls on all of them.
       --profile adds one extra, untimed run of the storage step and of the HTTP path under a CPU
       profiler and prints where the JavaScript time goes; --profile-dir keeps the API child's
       .cpuprofile there (open it in Chrome DevTools). Needs PostgreSQL and Redis; set
@@ -99,7 +102,7 @@ function parseOptions(argv: string[]): Options {
   for (const c of only) if (!CONTENDERS.includes(c)) throw new Error(`--only takes a list of ${CONTENDERS.join(", ")}; got "${c}"`);
   return {
     rows: int("rows", values.rows, 200_000, 1),
-    repeat: int("repeat", values.repeat, 3, 1),
+    repeat: int("repeat", values.repeat, 5, 1),
     batch: int("batch", values.batch, 1000, 1, 5000),
     clients: int("clients", values.clients, 4, 1, 64),
     warmup: int("warmup", values.warmup, 10, 0),
@@ -483,17 +486,12 @@ interface SubmitResponse {
 }
 
 export function httpContender(api: ApiChild, tokens: string[]): Contender {
-  const endpoint = `http://127.0.0.1:${api.port}/graphql`;
   return {
     name: "http",
     childPid: api.child.pid,
     async runBatch(batch) {
-      const res = await fetch(endpoint, {
-        method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json", authorization: `Bearer ${tokens[batch.org]!}` },
-        body: batch.body,
-      });
-      const text = await res.text();
+      const res = await postGraphql(api.port, tokens[batch.org]!, batch.body);
+      const text = res.body;
       let body: SubmitResponse;
       try {
         body = JSON.parse(text) as SubmitResponse;
@@ -501,7 +499,7 @@ export function httpContender(api: ApiChild, tokens: string[]): Contender {
         throw new Error(`HTTP ${res.status}, not JSON: ${text.slice(0, 500)}`);
       }
       const payload = body.data?.submitReports;
-      if (!res.ok || body.errors?.length || !payload || payload.accepted !== batch.size || payload.rejected.length) {
+      if (res.status !== 200 || body.errors?.length || !payload || payload.accepted !== batch.size || payload.rejected.length) {
         throw new Error(
           `submitReports over HTTP failed for a batch of ${batch.size}: HTTP ${res.status}, ` +
             `accepted ${payload?.accepted ?? "-"}, rejected ${JSON.stringify(payload?.rejected.slice(0, 3) ?? [])}, ` +
@@ -509,7 +507,10 @@ export function httpContender(api: ApiChild, tokens: string[]): Contender {
         );
       }
     },
-    close: () => api.stop(),
+    close: () => {
+      closeHttpClients();
+      return api.stop();
+    },
   };
 }
 
@@ -553,41 +554,49 @@ interface Control {
   autovacuums(): Promise<{ vacuum: number; analyze: number }>;
 }
 
-async function measure(contender: Contender, batches: Batch[], rows: number, options: Options, control: Control): Promise<ContenderResult> {
+/**
+ * Times every contender `options.repeat` times, in rounds (each contender once per round, in
+ * turn), so a slow spell of the shared machine falls on all of them rather than on one.
+ */
+async function measureInRounds(contenders: Contender[], batches: Batch[], rows: number, options: Options, control: Control): Promise<ContenderResult[]> {
   const { reset, countReports } = control;
   if (options.warmup > 0) {
-    await reset();
-    await runAll(contender, batches.slice(0, options.warmup), options.clients);
+    for (const contender of contenders) {
+      await reset();
+      await runAll(contender, batches.slice(0, options.warmup), options.clients);
+    }
   }
-  const runs: RunResult[] = [];
+  const runs = contenders.map((): RunResult[] => []);
   for (let r = 0; r < options.repeat; r++) {
-    await reset();
-    const readNote = contender.beginRun?.();
-    const vacuumsBefore = await control.autovacuums();
-    const pids = await control.postgresPids();
-    const before = cpuSnapshot(contender.childPid, pids);
-    const t0 = performance.now();
-    await runAll(contender, batches, options.clients);
-    const seconds = (performance.now() - t0) / 1000;
-    const after = cpuSnapshot(contender.childPid, [...new Set([...pids, ...(await control.postgresPids())])]);
-    const cpu = cpuSpent(before, after);
-    const vacuums = await control.autovacuums();
-    const stored = await countReports();
-    if (stored !== rows) throw new Error(`${contender.name}: expected ${rows} reports stored, found ${stored}`);
-    const av = { vacuum: vacuums.vacuum - vacuumsBefore.vacuum, analyze: vacuums.analyze - vacuumsBefore.analyze };
-    runs.push({ seconds, cpu, note: readNote?.(), autovacuums: av });
-    console.log(
-      `  ${contender.name} run ${r + 1}/${options.repeat}: ${seconds.toFixed(2)} s, ${Math.round(rows / seconds).toLocaleString("en")} rows/s` +
-        ` (autovacuum on report: ${av.vacuum} vacuum, ${av.analyze} analyze; other processes ${fmt(cpu.other)} CPU s)`,
-    );
+    for (const [i, contender] of contenders.entries()) {
+      await reset();
+      const readNote = contender.beginRun?.();
+      const vacuumsBefore = await control.autovacuums();
+      const pids = await control.postgresPids();
+      const before = cpuSnapshot(contender.childPid, pids);
+      const t0 = performance.now();
+      await runAll(contender, batches, options.clients);
+      const seconds = (performance.now() - t0) / 1000;
+      const after = cpuSnapshot(contender.childPid, [...new Set([...pids, ...(await control.postgresPids())])]);
+      const cpu = cpuSpent(before, after);
+      const vacuums = await control.autovacuums();
+      const stored = await countReports();
+      if (stored !== rows) throw new Error(`${contender.name}: expected ${rows} reports stored, found ${stored}`);
+      const av = { vacuum: vacuums.vacuum - vacuumsBefore.vacuum, analyze: vacuums.analyze - vacuumsBefore.analyze };
+      runs[i]!.push({ seconds, cpu, note: readNote?.(), autovacuums: av });
+      console.log(
+        `  ${contender.name} run ${r + 1}/${options.repeat}: ${seconds.toFixed(2)} s, ${Math.round(rows / seconds).toLocaleString("en")} rows/s` +
+          ` (autovacuum on report: ${av.vacuum} vacuum, ${av.analyze} analyze; other processes ${fmt(cpu.other)} CPU s)`,
+      );
+    }
   }
-  return {
+  return contenders.map((contender, i) => ({
     name: contender.name,
     rows,
-    runs,
-    median: median(runs),
+    runs: runs[i]!,
+    median: median(runs[i]!),
     childPeakRssMiB: contender.childPid === undefined ? undefined : peakRssMiB(contender.childPid),
-  };
+  }));
 }
 
 function table(header: string[], rows: string[][], rightAligned: boolean[]): string {
@@ -742,26 +751,26 @@ export async function runIngestBench(argv: string[]): Promise<void> {
         ).map((r) => Number(r.pid)),
     };
 
-    const results: ContenderResult[] = [];
-    for (const name of options.only) {
-      console.log(`\n${LABEL[name]}`);
-      let contender: Contender;
-      if (name === "baseline") contender = bareInsertContender(url, options.clients);
-      else if (name === "write") {
-        // The service flags reports older than its backfill window; the prepared rows carry the same flag.
-        const backfillBefore = dayNumber(localToday(new Date(), "Asia/Shanghai")) - BACKFILL_DAYS;
-        contender = writeContender(url, options.clients, world.orgs[0]!.viewer.userId, backfillBefore);
-      } else if (name === "storage") contender = storageContender(url, options.clients, world.orgs.map((o) => o.viewer));
-      else {
-        const api = await startApi(url);
-        cleanups.push(() => api.stop());
-        contender = httpContender(api, world.orgs.map((o) => o.token));
+    const contenders: Contender[] = [];
+    let results: ContenderResult[];
+    try {
+      for (const name of options.only) {
+        if (name === "baseline") contenders.push(bareInsertContender(url, options.clients));
+        else if (name === "write") {
+          // The service flags reports older than its backfill window; the prepared rows carry the same flag.
+          const backfillBefore = dayNumber(localToday(new Date(), "Asia/Shanghai")) - BACKFILL_DAYS;
+          contenders.push(writeContender(url, options.clients, world.orgs[0]!.viewer.userId, backfillBefore));
+        } else if (name === "storage") contenders.push(storageContender(url, options.clients, world.orgs.map((o) => o.viewer)));
+        else {
+          const api = await startApi(url);
+          cleanups.push(() => api.stop());
+          contenders.push(httpContender(api, world.orgs.map((o) => o.token)));
+        }
       }
-      try {
-        results.push(await measure(contender, batches, options.rows, options, ctl));
-      } finally {
-        await contender.close();
-      }
+      console.log(`\nruns, in rounds of ${options.only.map((n) => LABEL[n]).join(" / ")}:`);
+      results = await measureInRounds(contenders, batches, options.rows, options, ctl);
+    } finally {
+      for (const contender of contenders) await contender.close();
     }
     report(results, options, peakRssMiB("self"));
 

@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { Database } from "../db/index.js";
 import { outboxTable } from "../db/schema.js";
 import { markDirty, markReportsDirty } from "./forecast/pipeline.js";
-import { markRollupsDirty } from "./read-models.js";
+import { markRollupsDirty, refreshInventoryFor } from "./read-models.js";
 import { REPORTS_SUBMITTED_TOPIC } from "./reports/ingest.js";
 
 export const DEMAND_CHANGED_TOPIC = "demand.changed";
@@ -124,6 +124,7 @@ export async function relayOutbox(
     if (matchingProducts.size) jobs.push(...(await matchingJobs(tx, [...matchingProducts], Date.now())));
     const marked = (await markReportsDirty(tx, reportIds)) + (await markDirty(tx, pairs));
     if ((await markRollupsDirty(tx, reportIds)) > 0) jobs.push(rollupJobFor(Date.now()));
+    await refreshInventoryFor(tx, reportIds);
     // Inside the transaction: if the queue refuses, nothing is marked processed.
     if (jobs.length) await enqueue(jobs);
     await tx.execute(sql`update outbox set processed_at = now() where id = any(${sql.param(events.map((e) => e.id))}::bigint[])`);

@@ -3,9 +3,38 @@ import type { Database } from "../db/index.js";
 
 // The read models are derived from `report`, never written any other way. Their definitions are
 // the SQL functions of migration `read_models` (refresh_inventory_current,
-// refresh_region_day_rollup): the rollup job and the rebuild call them; the report write path
-// upserts `inventory_current` from the figures it holds (src/domain/reports/ingest.ts), and
-// test/read-models.test.ts shows it gives what the function derives.
+// refresh_region_day_rollup): the outbox relay, the rollup job and the rebuild call them, and
+// test/read-models.test.ts shows the incremental result equals the rebuild.
+
+/**
+ * Brings `inventory_current` up to date for the series of these reports; called by the outbox
+ * relay in its transaction, before it enqueues the jobs the reports cause (whose readers expect
+ * it current), so the cost stays off the request path.
+ *
+ * Two relays may handle reports of the same series at once, and a relay whose statement started
+ * before the other's reports committed would write older figures over newer ones. So the rows are
+ * first locked (new series get a placeholder row, locked the same way), in key order so two relays
+ * cannot deadlock, and derived only then, by a statement whose snapshot sees every report
+ * committed before the lock was granted.
+ */
+export async function refreshInventoryFor(tx: Database, reportIds: readonly number[]): Promise<number> {
+  if (reportIds.length === 0) return 0;
+  await tx.execute(
+    sql`insert into inventory_current as c (site_id, product_id, report_id, date)
+        select distinct on (site_id, product_id) site_id, product_id, id, date
+        from report where id = any(${sql.param(reportIds)}::bigint[])
+        order by site_id, product_id
+        -- Locks the row without writing it: "all rows will be locked when the ON CONFLICT DO
+        -- UPDATE action is taken", whatever the WHERE says.
+        on conflict (site_id, product_id) do update set date = excluded.date where false`,
+  );
+  const rows = await tx.execute<{ n: number }>(
+    sql`select coalesce(refresh_inventory_current(array_agg(site_id), array_agg(product_id)), 0) as n
+        from (select distinct site_id, product_id from report where id = any(${sql.param(reportIds)}::bigint[])) k`,
+    "objects",
+  );
+  return rows[0]?.n ?? 0;
+}
 
 /** Marks the (product, day) slices of these reports for the rollup job; called by the outbox relay. */
 export async function markRollupsDirty(tx: Database, reportIds: readonly number[]): Promise<number> {

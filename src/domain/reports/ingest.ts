@@ -619,58 +619,7 @@ async function storeRows(tx: Database, viewer: Viewer, batch: Batch): Promise<nu
     if (!sameFlags(flags, next.qualityFlags)) reflagged.push({ id: next.id, flags });
   }
   await updateFlags(tx, reflagged);
-  if (fresh.length || corrections.length) await upsertInventory(tx, rows, new Set([...fresh, ...corrections].map((r) => r.series)));
   return rows.map((r) => r.id);
-}
-
-/**
- * Keeps `inventory_current` (the newest report of each series, and its newest stock figure) in
- * step with this batch, from the figures already in hand: one upsert, no read of the reports.
- * It gives what the migration's `refresh_inventory_current` derives from the reports (the rebuild;
- * test/read-models.test.ts compares them) because a stored figure is only ever replaced, never
- * removed: the newest day and the newest stock figure can only move forward or be corrected in
- * place, and a correction of a day comes through here with that day.
- */
-// A day equal to the stored one is a correction of it, so it wins too.
-const NEWER = "excluded.date >= c.date";
-const newer = sql.raw(NEWER);
-const newerStock = sql.raw("(excluded.on_hand_date is not null and (c.on_hand_date is null or excluded.on_hand_date >= c.on_hand_date))");
-
-async function upsertInventory(tx: Database, rows: readonly ResolvedRow[], changed: ReadonlySet<Series>) {
-  const newest = new Map<Series, ResolvedRow>();
-  const newestStock = new Map<Series, ResolvedRow>();
-  for (const r of rows) {
-    if (!changed.has(r.series)) continue;
-    const n = newest.get(r.series);
-    if (!n || r.day > n.day) newest.set(r.series, r);
-    const o = newestStock.get(r.series);
-    if (r.onHand !== null && (!o || r.day > o.day)) newestStock.set(r.series, r);
-  }
-  const sites = new SiteList();
-  const latest = [...newest.values()];
-  const stock = latest.map((r) => newestStock.get(r.series));
-  // The newest row's figures, but the stock figure of the newest row that has one.
-  const figures = latest.map((r, i) => ({ ...r, onHand: stock[i]?.onHand ?? null }));
-  const siteNumbers = latest.map((r) => sites.indexOf(r.siteId));
-  await tx.execute(
-    sql`insert into inventory_current as c (site_id, product_id, report_id, date, on_hand_date, ${measureColumns})
-        select (${sites.param()}::uuid[])[site], product_id, report_id, ${EPOCH} + day, ${EPOCH} + stock_day, ${measureColumns}
-        from unnest(${intArray(siteNumbers)}::int[], ${intArray(latest.map((r) => r.productId))}::int[],
-                    ${intArray(latest.map((r) => r.id))}::bigint[], ${intArray(latest.map((r) => r.day))}::int[],
-                    ${sql.param(`{${stock.map((r) => r?.day ?? "NULL").join(",")}}`)}::int[], ${measureArrays(figures)})
-          as u(site, product_id, report_id, day, stock_day, ${measureColumns})
-        on conflict (site_id, product_id) do update set
-          report_id = case when ${newer} then excluded.report_id else c.report_id end,
-          date = greatest(c.date, excluded.date),
-          ${sql.raw(
-            MEASURES.filter((m) => m !== "onHand")
-              .map((m) => `${COLUMN[m]} = case when ${NEWER} then excluded.${COLUMN[m]} else c.${COLUMN[m]} end`)
-              .join(", "),
-          )},
-          on_hand = case when ${newerStock} then excluded.on_hand else c.on_hand end,
-          on_hand_date = case when ${newerStock} then excluded.on_hand_date else c.on_hand_date end
-        where ${newer} or ${newerStock}`,
-  );
 }
 
 /** A new report as the storage step takes it: figures in base units, flags computed. */
