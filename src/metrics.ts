@@ -1,7 +1,7 @@
 // Prometheus metrics of this process: one registry, the metrics defined once. API and worker
 // processes both serve them at /metrics (src/http/operations.ts), with the queues' job counts
 // from BullMQ's own exporter.
-import { Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -30,6 +30,13 @@ export const jobDuration = new Histogram({
   help: "Background jobs by queue and name, from start to end of processing: forecast.recompute is a forecast run, matching.recompute a match run.",
   labelNames: ["queue", "name", "outcome"] as const,
   buckets: JOB_SECONDS,
+  registers: [registry],
+});
+
+export const responseCacheRequests = new Counter({
+  name: "response_cache_requests_total",
+  help: "Cacheable planner queries (shortages, forecast) by outcome: hit_before_yoga (answered from the cache without yoga), hit (from the cache through yoga), miss (computed).",
+  labelNames: ["outcome"] as const,
   registers: [registry],
 });
 

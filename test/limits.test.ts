@@ -8,6 +8,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
 import { createGraphQLHandler, createHttpServer } from "../src/http/server.js";
+import { createRateLimits, RATE_LEASE_MAX } from "../src/http/limits.js";
 import { createLogger } from "../src/logger.js";
 import { subscribeSse } from "./helpers/channels.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
@@ -316,6 +317,46 @@ describe("rate limits", () => {
     for (let i = 0; i < 3; i++) expect((await post(down.url, reporter, { query: "{ me { role } }" })).status).toBe(200);
     expect((await post(down.url, reporter, { query: "{ me { role } }" })).status).toBe(429);
     expect(down.logs.some((l) => l.level === 40 && /rate limits: Redis is unavailable; counting in this process only/.test(l.msg))).toBe(true);
+  });
+});
+
+describe("rate limit leases", () => {
+  it("two processes spending one token's budget in leases never let more through than the budget and refuse the rest in its words", async () => {
+    const own = `${prefix}:leases`;
+    const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "silent", QUEUE_PREFIX: own, RATE_LIMIT_READS_PER_MINUTE: "1000" });
+    const logger = createLogger(config);
+    const a = createRateLimits({ config, redisUrl: TEST_REDIS_URL, logger });
+    const b = createRateLimits({ config, redisUrl: TEST_REDIS_URL, logger });
+    const monitor = new Redis(TEST_REDIS_URL);
+    try {
+      let allowed = 0;
+      let refused = 0;
+      // 1,100 requests, 20 at a time across both processes, as a dashboard polling hard would send.
+      for (let round = 0; round < 55; round++) {
+        const outcomes = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).consume("token-1", "read")));
+        for (const o of outcomes) {
+          if (o.status === "fulfilled") allowed++;
+          else {
+            expect((o.reason as Error).message).toMatch(/^rate limit reached: 1000 queries/);
+            refused++;
+          }
+        }
+      }
+      // Never looser than the budget; stricter by less than one lease (16 points) per process.
+      expect(allowed).toBeLessThanOrEqual(1000);
+      expect(allowed).toBeGreaterThan(1000 - 2 * RATE_LEASE_MAX);
+      expect(allowed + refused).toBe(1100);
+      const counted = Number(await monitor.get(`${own}:ratelimit:read:token-1`));
+      expect(counted).toBeGreaterThanOrEqual(allowed);
+      // Another key is untouched by this one's leases.
+      await a.consume("token-2", "read");
+      expect(await monitor.get(`${own}:ratelimit:read:token-2`)).toBe("1");
+    } finally {
+      monitor.disconnect();
+      await a.close();
+      await b.close();
+      await clearRedisPrefix(TEST_REDIS_URL, own);
+    }
   });
 });
 

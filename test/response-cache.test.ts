@@ -2,6 +2,8 @@
 // Postgres and Redis: two handlers with their own caches stand for two API processes, and the
 // forecast job's processor publishes the invalidation as a worker does.
 import { randomBytes } from "node:crypto";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { parse } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { processors, type ProcessorContext } from "../jobs/processors/index.js";
@@ -13,7 +15,7 @@ import { dateOfDay, dayNumber } from "../src/domain/reports/validate.js";
 import { schema } from "../src/graphql/schema.js";
 import { createRateLimits } from "../src/http/limits.js";
 import { createResponseCache, createResponseInvalidator, isCacheableOperation, type ResponseCache } from "../src/http/response-cache.js";
-import { createGraphQLHandler } from "../src/http/server.js";
+import { createGraphQLHandler, createHttpServer } from "../src/http/server.js";
 import { createLogger } from "../src/logger.js";
 import { freePort } from "../src/redis.js";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
@@ -239,5 +241,89 @@ describe("response cache", () => {
       expect(r.extensions?.responseCache).toBeUndefined();
     }
     expect(deaf.stats()).toMatchObject({ live: false, hits: 0, stored: 0 });
+  });
+
+  describe("over HTTP, answers the cache holds are written before yoga", () => {
+    let server: Server;
+    let cache: ResponseCache;
+    let port: number;
+    const post = async (user: TestUser | null, body: string, headers: Record<string, string> = {}) => {
+      const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(user ? { authorization: `Bearer ${user.token}` } : {}), ...headers },
+        body,
+      });
+      return {
+        status: response.status,
+        type: response.headers.get("content-type"),
+        requestId: response.headers.get("x-request-id"),
+        etag: response.headers.get("etag"),
+        text: await response.text(),
+      };
+    };
+    const body = (r: string, extra: Record<string, unknown> = {}) => JSON.stringify({ query: SHORTAGES, variables: { r }, ...extra });
+
+    beforeAll(async () => {
+      const limited = loadConfig({ ...env, RATE_LIMIT_READS_PER_MINUTE: "8" });
+      cache = createResponseCache({ config: limited, db: t.db, logger, redisUrl: TEST_REDIS_URL });
+      closers.push(() => cache.close());
+      server = createHttpServer({ config: limited, db: t.db, logger, ready: async () => {}, redisUrl: TEST_REDIS_URL, responseCache: cache });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      port = (server.address() as AddressInfo).port;
+      closers.push(() => new Promise((resolve) => server.close(resolve)));
+      await cache.ready();
+    });
+
+    it("writes what yoga writes for the same hit, in the media type the Accept header asks for", async () => {
+      const planner = await makeUser(t.db, "PLANNER", { jurisdictionRegionCode: "330000" });
+      const miss = await post(planner, body("330100"));
+      expect(JSON.parse(miss.text).extensions.responseCache).toMatchObject({ hit: false, didCache: true });
+      const before = cache.stats();
+      const fast = await post(planner, body("330100"), { "x-request-id": "req-before-yoga-1" });
+      // Yoga's own hit: extensions in the body take yoga's path, and the key ignores them.
+      const viaYoga = await post(planner, body("330100", { extensions: {} }));
+      const after = cache.stats();
+      expect(after.hits - before.hits).toBe(2);
+      expect(after.hitsBeforeYoga - before.hitsBeforeYoga).toBe(1);
+      expect(fast.status).toBe(200);
+      expect(fast.text).toBe(viaYoga.text);
+      expect(JSON.parse(fast.text)).toEqual({ ...JSON.parse(miss.text), extensions: { responseCache: { hit: true } } });
+      expect(fast.type).toBe(viaYoga.type);
+      expect(fast.requestId).toBe("req-before-yoga-1");
+      expect(fast.etag).toBe(viaYoga.etag);
+      expect(fast.etag).toBeTruthy();
+      // The dashboard's Accept header: yoga answers it as application/graphql-response+json.
+      const dashboardAccept = { accept: "application/graphql-response+json, application/json" };
+      const viaYogaTyped = await post(planner, body("330100", { extensions: {} }), dashboardAccept);
+      const fastTyped = await post(planner, body("330100"), dashboardAccept);
+      expect(fastTyped.type).toBe(viaYogaTyped.type);
+      expect(fastTyped.type).toMatch(/^application\/graphql-response\+json/);
+      expect(fastTyped.text).toBe(viaYogaTyped.text);
+      expect(cache.stats().hitsBeforeYoga - after.hitsBeforeYoga).toBe(1);
+    });
+
+    it("leaves to yoga whatever it may not answer: another scope, a bad token, bad JSON, a batch, and the rate limit", async () => {
+      const planner = await makeUser(t.db, "PLANNER", { jurisdictionRegionCode: "330000" });
+      await post(planner, body("330106"));
+      const before = cache.stats().hitsBeforeYoga;
+      const outsider = await post(users.js, body("330106"));
+      expect(JSON.parse(outsider.text).errors[0].message).toMatch(/not found, or not visible to you/);
+      const guess = await post({ token: "sm_not-a-real-token" } as TestUser, body("330106"));
+      expect(guess.status).toBe(401);
+      expect(JSON.parse(guess.text).errors[0].message).toMatch(/token is unknown, revoked or expired/);
+      const broken = await post(planner, `{"query": ${JSON.stringify(SHORTAGES)}, "variables": {"r": "330106"`);
+      expect(broken.status).toBe(400);
+      expect(JSON.parse(broken.text).errors[0].message).toMatch(/JSON/);
+      const batch = await post(planner, `[${body("330106")}]`);
+      expect(batch.status).toBe(200);
+      expect(JSON.parse(batch.text)[0].data.shortages.edges.length).toBeGreaterThan(0);
+      expect(cache.stats().hitsBeforeYoga).toBe(before);
+      // Its budget is 8 reads a minute: the first two spent above (the batch's one too), the rest
+      // answered before yoga, then refused.
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i++) statuses.push((await post(planner, body("330106"))).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 429]);
+      expect(cache.stats().hitsBeforeYoga).toBe(before + 6);
+    });
   });
 });

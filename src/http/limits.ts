@@ -463,6 +463,9 @@ export interface RateLimits {
   close(): Promise<void>;
 }
 
+/** The most points one process takes from Redis at a time for one key (see createRateLimits). */
+export const RATE_LEASE_MAX = 16;
+
 const RATE_WORDS: Record<RateKind, { what: string; variable: string }> = {
   read: { what: "queries and subscriptions with this token", variable: "RATE_LIMIT_READS_PER_MINUTE" },
   write: { what: "mutations with this token", variable: "RATE_LIMIT_WRITES_PER_MINUTE" },
@@ -477,12 +480,20 @@ const RATE_WORDS: Record<RateKind, { what: string; variable: string }> = {
  * most once a minute): limits then hold per process, so a client can get at most one budget per
  * process. Refusing every request instead would turn a Redis outage into an API outage, while
  * reports are still stored in Postgres and their jobs wait in the outbox without Redis.
+ *
+ * A token sending many requests (a dashboard's polling, a script) is not counted in Redis one
+ * request at a time: a process takes points from Redis in leases of up to RATE_LEASE_MAX (and at
+ * most a fiftieth of the budget) and spends them locally, the first request of a window taking a
+ * single point and each lease no more than Redis said was left. Points leased but not spent when
+ * the window ends are lost, so with several processes the limit can only be stricter, by less than
+ * one lease per process and window, never looser.
  */
 export function createRateLimits({ config, redisUrl, logger }: { config: Config; redisUrl: string; logger: Logger }): RateLimits {
   // While the first connection is being made, commands wait for it (the offline queue); once the
   // connection has failed, requests count locally at once instead of waiting for reconnection
   // attempts, until Redis is ready again. A Redis that hangs fails a command after a second.
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 1_000, connectionName: "rate-limits" });
+  // Auto-pipelining sends the counts of requests answered in the same tick in one write.
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 1_000, connectionName: "rate-limits", enableAutoPipelining: true });
   let failed = false;
   let lastWarning = 0;
   const warn = (error: unknown) => {
@@ -518,6 +529,55 @@ export function createRateLimits({ config, redisUrl, logger }: { config: Config;
     ]),
   ) as Record<RateKind, { shared: RateLimiterRedis; local: RateLimiterMemory }>;
 
+  const leaseMax = Object.fromEntries(
+    (Object.keys(points) as RateKind[]).map((kind) => [kind, Math.max(1, Math.min(RATE_LEASE_MAX, Math.floor(points[kind] / 50)))]),
+  ) as Record<RateKind, number>;
+  // Per kind and key: points leased and not yet spent, until the window ends; what Redis said was
+  // left after the lease; the lease being taken, which concurrent requests wait for.
+  const leases = new Map<string, { spare: number; until: number; left: number; taking?: Promise<void> | undefined }>();
+  const takeLease = async (id: string, kind: RateKind, key: string) => {
+    const { shared } = limiters[kind];
+    const now = Date.now();
+    const previous = leases.get(id);
+    const size = previous && previous.until > now ? Math.max(1, Math.min(leaseMax[kind], previous.left)) : 1;
+    const lease = { spare: 0, until: now, left: 0, taking: undefined as Promise<void> | undefined };
+    leases.set(id, lease);
+    if (leases.size > 100_000) leases.delete(leases.keys().next().value!);
+    try {
+      const res = await shared.consume(key, size);
+      lease.spare = size - 1;
+      lease.until = now + res.msBeforeNext;
+      lease.left = res.remainingPoints;
+    } catch (error) {
+      if (error instanceof RateLimiterRes) lease.until = now + error.msBeforeNext;
+      throw error;
+    }
+  };
+  const leased = async (kind: RateKind, key: string) => {
+    const id = `${kind}\u0000${key}`;
+    for (;;) {
+      const lease = leases.get(id);
+      if (lease?.taking) {
+        // Another request is taking a lease for this key: share it rather than ask Redis again.
+        await lease.taking.catch(() => {});
+        continue;
+      }
+      if (lease && lease.spare > 0 && lease.until > Date.now()) {
+        lease.spare--;
+        return;
+      }
+      const taking = takeLease(id, kind, key);
+      const current = leases.get(id)!;
+      current.taking = taking;
+      try {
+        await taking;
+        return;
+      } finally {
+        current.taking = undefined;
+      }
+    }
+  };
+
   const refuse = (kind: RateKind, res: RateLimiterRes) => {
     const seconds = Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     return new GraphQLError(
@@ -528,10 +588,10 @@ export function createRateLimits({ config, redisUrl, logger }: { config: Config;
 
   return {
     async consume(key, kind) {
-      const { shared, local } = limiters[kind];
+      const { local } = limiters[kind];
       try {
         if (failed && redis.status !== "ready") throw new Error(`Redis connection is ${redis.status}`);
-        await shared.consume(key);
+        await leased(kind, key);
       } catch (error) {
         if (error instanceof RateLimiterRes) throw refuse(kind, error);
         warn(error);

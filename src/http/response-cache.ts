@@ -47,6 +47,7 @@ import {
   type SelectionSetNode,
 } from "graphql";
 import type { Plugin } from "graphql-yoga";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Redis, type RedisOptions } from "ioredis";
 import { sql } from "drizzle-orm";
 import type { Config } from "../config.js";
@@ -55,6 +56,13 @@ import { authenticate, hashToken } from "../domain/tokens.js";
 import type { Viewer } from "../domain/viewer.js";
 import type { Logger } from "../logger.js";
 import type { RateLimits } from "./limits.js";
+import { responseCacheRequests } from "../metrics.js";
+
+const hitsBeforeYogaCounter = responseCacheRequests.labels("hit_before_yoga");
+const hitsCounter = responseCacheRequests.labels("hit");
+const missesCounter = responseCacheRequests.labels("miss");
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Root fields whose answers are cached; every root field of the operation must be one of them. */
 export const CACHED_ROOT_FIELDS: ReadonlySet<string> = new Set(["shortages", "forecast"]);
@@ -221,6 +229,12 @@ function stableJson(value: unknown): string {
     .join(",")}}`;
 }
 
+/** The key of an answer: what yoga's plugin and the answer before yoga both compute. */
+const answerKey = (generation: number, scope: string, operationName: string | null | undefined, variables: unknown, documentString: string) =>
+  createHash("sha256")
+    .update(`${generation}\u0000${scope}\u0000${operationName ?? ""}\u0000${stableJson(variables ?? {})}\u0000${documentString}`)
+    .digest("base64url");
+
 /** The scope answers are shared within, or null for viewers whose answers are not cached. */
 export function viewerScope(viewer: Viewer | null): string | null {
   if (viewer?.role === "ADMIN") return "ADMIN";
@@ -273,6 +287,8 @@ export function createViewerCache(db: Database, ttlMs: number, isLive: () => boo
 
 export interface ResponseCacheStats {
   hits: number;
+  /** Of the hits, those answered before yoga (answerBeforeYoga). */
+  hitsBeforeYoga: number;
   misses: number;
   stored: number;
   invalidations: number;
@@ -285,6 +301,19 @@ export interface ResponseCache {
   plugins(deps: { schema: GraphQLSchema; viewerOf: (request: Request) => Promise<Viewer | null>; rateLimits?: RateLimits | undefined }): Plugin[];
   /** Resolves a bearer token, from this process's short-lived cache when it can. */
   authenticate(token: string): Promise<Viewer | null>;
+  /**
+   * Whether a request may be answered before yoga: a POST of a small JSON body with a bearer token
+   * and an Accept header this path answers as yoga would. Decided on the headers alone, before the
+   * body is read.
+   */
+  mayAnswerBeforeYoga(req: IncomingMessage): boolean;
+  /**
+   * Answers a request from the cache without yoga when the body is one operation whose answer is
+   * cached for the viewer's scope, counting it against the token's read limit as yoga's path does.
+   * Resolves false, having written nothing, when it did not answer: the caller hands the request
+   * (and the body it read) to yoga, which answers it, from the cache or not, with every check.
+   */
+  answerBeforeYoga(req: IncomingMessage, res: ServerResponse, body: Buffer, rateLimits: RateLimits | undefined): Promise<boolean>;
   /** Resolves once the invalidation channel is subscribed (answers are cached from then on). */
   ready(): Promise<void>;
   /** Resolves at the next invalidation this process applies (tests, benchmarks). */
@@ -293,6 +322,25 @@ export interface ResponseCache {
   invalidate(reason: string): Promise<void>;
   stats(): ResponseCacheStats;
   close(): Promise<void>;
+}
+
+/** The largest body answered before yoga: the dashboard's queries are a few hundred bytes. */
+export const BEFORE_YOGA_MAX_BODY = 16 * 1024;
+
+/**
+ * The media type yoga would answer a successful query with, for an Accept header: the first of the
+ * header's types that it answers with, in the header's order. Null when that is not one of these
+ * two (an event stream, say): such requests go to yoga.
+ */
+export function answerMediaType(accept: string | undefined): string | null {
+  if (accept === undefined || !accept.trim()) return "application/json; charset=utf-8";
+  for (const part of accept.split(",")) {
+    const type = (part.split(";")[0] ?? "").trim().toLowerCase();
+    if (type === "application/json" || type === "*/*" || type === "application/*") return "application/json; charset=utf-8";
+    if (type === "application/graphql-response+json") return "application/graphql-response+json; charset=utf-8";
+    if (type === "text/event-stream" || type === "multipart/mixed") return null;
+  }
+  return null;
 }
 
 const SERVED_FROM_CACHE = Symbol.for("servedFromResponseCache");
@@ -338,9 +386,13 @@ export function createResponseCache(options: {
   const liveWaiters: (() => void)[] = [];
   let generation = 0;
   let entries: Cache = createInMemoryCache({ max: maxEntries });
-  const stats = { hits: 0, misses: 0, stored: 0, invalidations: 0 };
+  const stats = { hits: 0, hitsBeforeYoga: 0, misses: 0, stored: 0, invalidations: 0 };
   const waiters: ((m: CacheInvalidation) => void)[] = [];
   const viewers = createViewerCache(options.db, config.AUTH_CACHE_SECONDS * 1000, () => live);
+  // Outside production, answers say whether they came from the cache (tests, developers).
+  const includeMetadata = config.NODE_ENV !== "production";
+  // The schema the plugins were made for: answers before yoga decide with it what may be cached.
+  let schemaOfPlugins: GraphQLSchema | undefined;
 
   const apply = (message: CacheInvalidation) => {
     if (message.drop === "viewers") viewers.clear();
@@ -432,6 +484,7 @@ export function createResponseCache(options: {
 
   return {
     plugins({ schema, viewerOf, rateLimits }) {
+      schemaOfPlugins = schema;
       // Operation contexts whose answer may come from or go to the cache (set while building the key).
       const keyed = new WeakSet<object>();
       const scopes = new WeakMap<Request, string | null>();
@@ -453,7 +506,7 @@ export function createResponseCache(options: {
             },
             ttl: ttlMs,
             invalidateViaMutation: false,
-            includeExtensionMetadata: config.NODE_ENV !== "production",
+            includeExtensionMetadata: includeMetadata,
             session: async (request) => {
               let scope = scopes.get(request);
               if (scope === undefined) {
@@ -466,9 +519,7 @@ export function createResponseCache(options: {
             buildResponseCacheKey: ({ documentString, variableValues, operationName, sessionId, context, request }) => {
               if (!live || !sessionId || !cacheableText(schema, documentString, operationName)) return "";
               keyed.add(context as object);
-              const key = createHash("sha256")
-                .update(`${generation}\u0000${sessionId}\u0000${operationName ?? ""}\u0000${stableJson(variableValues ?? {})}\u0000${documentString}`)
-                .digest("base64url");
+              const key = answerKey(generation, sessionId, operationName, variableValues, documentString);
               if (entries.get(key)) return key;
               // After an invalidation every dashboard misses at once: the first computes the
               // answer, the others wait for it and are answered from the cache.
@@ -495,6 +546,7 @@ export function createResponseCache(options: {
           if (key) inflight.get(key)?.release();
           if (!result || !(result as Record<symbol, unknown>)[SERVED_FROM_CACHE]) return;
           stats.hits++;
+          hitsCounter.inc();
           const viewer = await viewerOf(request);
           if (!rateLimits || !viewer) return;
           try {
@@ -507,7 +559,10 @@ export function createResponseCache(options: {
         onExecute({ args }) {
           const operation = getOperationAST(args.document, args.operationName);
           if (operation?.operation === "query") {
-            if (keyed.has(args.contextValue as object)) stats.misses++;
+            if (keyed.has(args.contextValue as object)) {
+              stats.misses++;
+              missesCounter.inc();
+            }
             return;
           }
           if (operation?.operation !== "mutation") return;
@@ -527,6 +582,70 @@ export function createResponseCache(options: {
       return [...caching, counting];
     },
     authenticate: (token) => viewers.authenticate(token),
+    mayAnswerBeforeYoga(req) {
+      if (!live || ttlMs <= 0 || req.method !== "POST") return false;
+      const length = Number(req.headers["content-length"]);
+      const type = req.headers["content-type"];
+      return (
+        Number.isInteger(length) && length > 0 && length <= BEFORE_YOGA_MAX_BODY &&
+        type !== undefined && /^application\/json\s*(;|$)/i.test(type) &&
+        BEARER.test(req.headers.authorization ?? "") &&
+        answerMediaType(req.headers.accept) !== null
+      );
+    },
+    async answerBeforeYoga(req, res, body, rateLimits) {
+      const mediaType = answerMediaType(req.headers.accept);
+      const token = BEARER.exec(req.headers.authorization ?? "")?.[1];
+      if (!live || !mediaType || !token) return false;
+      let params: { query?: unknown; operationName?: unknown; variables?: unknown; extensions?: unknown };
+      try {
+        params = JSON.parse(body.toString("utf8")) as typeof params;
+      } catch {
+        return false;
+      }
+      // One operation, as the plugin sees it; anything else (a batch, extensions) takes yoga's path.
+      if (params === null || typeof params !== "object" || Array.isArray(params) || typeof params.query !== "string") return false;
+      if (params.extensions !== undefined && params.extensions !== null) return false;
+      const operationName = params.operationName ?? null;
+      if (operationName !== null && typeof operationName !== "string") return false;
+      const variables = params.variables ?? null;
+      if (variables !== null && (typeof variables !== "object" || Array.isArray(variables))) return false;
+      const generationNow = generation;
+      const viewer = await viewers.authenticate(token).catch(() => null);
+      const scope = viewerScope(viewer);
+      if (!viewer || !scope || !live || generation !== generationNow || !schemaOfPlugins) return false;
+      if (!cacheableText(schemaOfPlugins, params.query, operationName)) return false;
+      const cached = entries.get(answerKey(generationNow, scope, operationName, variables, params.query)) as
+        | (ExecutionResult & { stringify?: (r: ExecutionResult) => string })
+        | null
+        | undefined;
+      if (!cached) return false;
+      try {
+        await rateLimits?.consume(viewer.tokenId, "read");
+      } catch (refusal) {
+        // Yoga's path refuses it in its own words (and counts it once more, past the limit already).
+        if (refusal instanceof GraphQLError) return false;
+        throw refusal;
+      }
+      // Yoga's plugin keeps the answer's ETag and Last-Modified in `extensions.http`, which yoga
+      // turns into headers and leaves out of the body; so does this.
+      const { http, ...extensions } = (cached.extensions ?? {}) as { http?: { headers?: Record<string, string> } } & Record<string, unknown>;
+      if (includeMetadata) extensions.responseCache = { hit: true };
+      const result: ExecutionResult = { ...cached, extensions };
+      if (Object.keys(extensions).length === 0) delete result.extensions;
+      const text = cached.stringify ? cached.stringify(result) : JSON.stringify(result);
+      stats.hits++;
+      stats.hitsBeforeYoga++;
+      hitsBeforeYogaCounter.inc();
+      res.writeHead(200, {
+        ...http?.headers,
+        "content-type": mediaType,
+        "content-length": Buffer.byteLength(text),
+        "x-request-id": String(req.headers["x-request-id"] ?? ""),
+      });
+      res.end(text);
+      return true;
+    },
     async ready() {
       await connected;
       if (!live && !closed) await new Promise<void>((resolve) => liveWaiters.push(resolve));
