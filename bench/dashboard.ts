@@ -23,13 +23,14 @@ import { generateNational } from "../src/tools/national-data.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 import { closeHttpClients, postGraphql } from "./lib/http.js";
 import { formatProfile, summarizeProfile, type CpuProfile } from "./lib/profile.js";
-import { processCpuSeconds } from "./lib/system.js";
+import { processTreeCpuSeconds } from "./lib/system.js";
 import { startApi as startIngestApi, type ApiChild } from "./ingest.js";
 
 export const DASHBOARD_USAGE = `  dashboard  the shortages query over HTTP (32 clients, cached and not) for a province and the national planner, vs a raw GROUP BY
              --sites N (20000) --days N (25) --products N (10): the generated data set (5 million reports)
              --clients N (32) --duration S (10 per measurement) --raw-runs N (5 GROUP BY runs per planner; 0 skips them)
-             --keep (keep the database and reuse it on the next run with the same sizes) --profile (CPU profile of a cached run)`;
+             --keep (keep the database and reuse it on the next run with the same sizes) --profile (CPU profile of a cached run)
+             --api-processes N (one per core): API_PROCESSES of the API measured; its CPU is all of them together`;
 
 interface Options {
   sites: number;
@@ -40,6 +41,7 @@ interface Options {
   rawRuns: number;
   keep: boolean;
   profile: boolean;
+  apiProcesses: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -54,6 +56,7 @@ function parseOptions(argv: string[]): Options {
       "raw-runs": { type: "string", default: "5" },
       keep: { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
+      "api-processes": { type: "string", default: String(availableParallelism()) },
       help: { type: "boolean", default: false },
     },
   });
@@ -75,6 +78,7 @@ function parseOptions(argv: string[]): Options {
     rawRuns: int("raw-runs", values["raw-runs"], 0, 100),
     keep: values.keep,
     profile: values.profile,
+    apiProcesses: int("api-processes", values["api-processes"], 1, 64),
   };
 }
 
@@ -266,7 +270,7 @@ async function runLoad(api: ApiChild, token: string, body: string, clients: numb
   );
   const wanted = Buffer.from(expected);
   const connections = Array.from({ length: clients }, () => rawConnection(api.port));
-  const apiCpu0 = processCpuSeconds(api.child.pid!) ?? 0;
+  const apiCpu0 = processTreeCpuSeconds(api.child.pid!) ?? 0;
   const own0 = process.cpuUsage();
   const started = performance.now();
   const end = started + durationMs;
@@ -290,7 +294,7 @@ async function runLoad(api: ApiChild, token: string, body: string, clients: numb
   }
   const elapsed = performance.now() - started;
   const own = process.cpuUsage(own0);
-  const apiCpu = (processCpuSeconds(api.child.pid!) ?? 0) - apiCpu0;
+  const apiCpu = (processTreeCpuSeconds(api.child.pid!) ?? 0) - apiCpu0;
   if (failures) console.log(`  ${failures} answers differed from the first; the first of them: ${firstFailure}`);
   latencies.sort((a, b) => a - b);
   return {
@@ -421,7 +425,7 @@ export async function runDashboardBench(argv: string[]) {
     ];
     const results: { config: string; planner: Planner; r: LoadResult; bytes: number }[] = [];
     for (const c of configurations) {
-      const api = await startApi(url, prefix, c.env);
+      const api = await startApi(url, prefix, { API_PROCESSES: String(o.apiProcesses), ...c.env });
       children.push(api);
       try {
         for (const p of planners) {
@@ -443,7 +447,7 @@ export async function runDashboardBench(argv: string[]) {
       }
     }
 
-    console.log(`\nshortages(regionCode, first: 20) over HTTP, ${o.clients} concurrent clients, ${o.durationMs / 1000} s per row; raw GROUP BY: ${o.rawRuns} runs after a warm-up`);
+    console.log(`\nshortages(regionCode, first: 20) over HTTP, ${o.clients} concurrent clients, API_PROCESSES=${o.apiProcesses}, ${o.durationMs / 1000} s per row; raw GROUP BY: ${o.rawRuns} runs after a warm-up`);
     console.log("| planner | path | p50 ms | p95 ms | p99 ms | req/s | API CPU µs/req | client CPU µs/req | raw GROUP BY p95 / p95 |");
     console.log("|---|---|--:|--:|--:|--:|--:|--:|--:|");
     for (const p of planners) {

@@ -126,6 +126,11 @@ export const configSchema = z.object({
    * the API reaches every process at once, one made in the database directly within this time. 0 = check every request.
    */
   AUTH_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
+  /**
+   * `api` mode only: how many API processes share the port (node:cluster; the first process hands
+   * connections out in turn). One per core lets a single API machine use all of them.
+   */
+  API_PROCESSES: z.coerce.number().int().min(1).max(64).default(1),
   /** Start the worker inside the API process (`npm start`); `docker compose` runs it separately. */
   RUN_WORKER: z
     .enum(["true", "false", "1", "0"])

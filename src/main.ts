@@ -1,5 +1,6 @@
 // The service's one entry point: `all` (default: API and worker in one process), `api`, `worker`
 // or `migrate`. Configuration comes from the environment, parsed once (src/config.ts).
+import cluster from "node:cluster";
 import type { Server } from "node:http";
 import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/index.js";
@@ -25,6 +26,11 @@ async function main() {
   logger.info({ database: database.kind }, "database migrated");
   if (mode === "migrate") {
     await database.close();
+    return;
+  }
+  if (mode === "api" && config.API_PROCESSES > 1 && cluster.isPrimary) {
+    await database.close();
+    superviseApiProcesses(config.API_PROCESSES, logger);
     return;
   }
 
@@ -82,6 +88,37 @@ async function main() {
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
   process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/**
+ * The first process of `api` mode with API_PROCESSES > 1: it migrated the database, and now runs
+ * that many API processes sharing the port. One that dies is replaced (after a second, so a crash
+ * at start-up does not spin); SIGTERM or SIGINT stops them all, each finishing its requests.
+ */
+function superviseApiProcesses(count: number, logger: ReturnType<typeof createLogger>) {
+  let stopping = false;
+  const start = () => cluster.fork();
+  cluster.on("exit", (child, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info("stopped");
+        process.exit(0);
+      }
+      return;
+    }
+    logger.error({ pid: child.process.pid, code, signal }, "an API process exited; starting another in a second");
+    setTimeout(start, 1000).unref();
+  });
+  for (let i = 0; i < count; i++) start();
+  logger.info({ processes: count }, "API processes started");
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping the API processes");
+    for (const child of Object.values(cluster.workers ?? {})) child?.process.kill(signal === "SIGINT" ? "SIGTERM" : signal);
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
 }
 
 main().catch((error) => {

@@ -41,6 +41,31 @@ export function processCpuSeconds(pid: number): number | undefined {
   return readStat(pid)?.cpu;
 }
 
+/** CPU seconds of a process and every process below it (node:cluster's children, say). */
+export function processTreeCpuSeconds(pid: number): number | undefined {
+  const own = readStat(pid);
+  if (!own) return undefined;
+  const stats: ProcStat[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readStat(Number(name));
+    if (stat) stats.push(stat);
+  }
+  const below = new Set([pid]);
+  let total = own.cpu;
+  // Parents come before children often but not always: repeat until nothing is added.
+  for (let added = true; added; ) {
+    added = false;
+    for (const stat of stats) {
+      if (below.has(stat.pid) || !below.has(stat.ppid)) continue;
+      below.add(stat.pid);
+      total += stat.cpu;
+      added = true;
+    }
+  }
+  return total;
+}
+
 /** Busy and total jiffies of all CPUs together, from /proc/stat. */
 export function machineCpu(): { busy: number; total: number } | undefined {
   try {
