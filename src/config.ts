@@ -94,6 +94,8 @@ export const workerConfigSchema = z.object({
   WORKER_MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(10).default(1),
   /** A product with more dirty (region, product) pairs than this is forecast in transactions of about this many pairs, whole province subtrees each, shared by every worker. */
   FORECAST_CHUNK_PAIRS: positiveInt(1_000),
+  /** Products a worker's recompute computes at once, each in its own transaction (a database connection each). */
+  FORECAST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
 });
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 

@@ -69,12 +69,12 @@ export const processors: ProcessorMap = {
   // Cached dashboard answers are dropped once the forecasts' transactions have committed.
   // (Workers sharing a product by subtree may each leave it incomplete: what they wrote counts.)
   "forecast.recompute": async ({ trigger }, { db, config, invalidateResponses, stopping }) =>
-    invalidatingAfter(invalidateResponses, "forecasts", () => recomputeDirty(db, { trigger, chunkPairs: config.FORECAST_CHUNK_PAIRS, shouldStop: stopping }), (r) => r.series > 0),
+    invalidatingAfter(invalidateResponses, "forecasts", () => recomputeDirty(db, { trigger, chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping }), (r) => r.series > 0),
   // Marks, asks an idle worker to join, and takes its share: the subtrees are shared out by lock.
   "forecast.recomputeAll": async (_payload, { db, config, invalidateResponses, job, attempt, stopping, requestForecast }) => {
     const marked = await markAllDirty(db, job ? { freshSince: new Date(job.dueAt) } : {});
     if (marked && job) await requestForecast?.(`${job.id}-${attempt.made}`);
-    const recompute = () => recomputeDirty(db, { trigger: "daily", chunkPairs: config.FORECAST_CHUNK_PAIRS, shouldStop: stopping });
+    const recompute = () => recomputeDirty(db, { trigger: "daily", chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping });
     return { marked, ...(await invalidatingAfter(invalidateResponses, "forecasts", recompute, (r) => r.series > 0)) };
   },
   "forecast.evaluate": async (_payload, { db, invalidateResponses }) => ({

@@ -249,6 +249,8 @@ export const reportTable = pgTable(
     submittedBy: uuid("submitted_by"),
   },
   (t) => [
+    // Migration report_covering_natural_key rebuilt it with INCLUDE (the figures the forecast
+    // reads), which drizzle's builder cannot say: the forecast's read is an index-only scan.
     uniqueIndex("report_natural_key").on(t.siteId, t.productId, t.date),
     index("report_product_date_idx").on(t.productId, t.date),
     // The last line of defence behind the service's checks: figures are finite and non-negative.

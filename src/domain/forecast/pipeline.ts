@@ -141,7 +141,16 @@ export interface RecomputeOptions {
   chunkPairs?: number;
   /** Asked between transactions: true ends the run there, leaving the rest dirty for another worker (a worker shutting down). */
   shouldStop?: () => boolean;
+  /**
+   * Products computed at once, each in its own transaction (default {@link DEFAULT_CONCURRENCY}):
+   * while one product's series are forecast in this process, another's reports are read or its
+   * forecasts written by PostgreSQL on another core.
+   */
+  concurrency?: number;
 }
+
+/** Two: one product in the kernel (Node.js, one core) while PostgreSQL reads or writes another. */
+export const DEFAULT_CONCURRENCY = 2;
 
 /** Above this many dirty pairs, a product is shared out by subtree (the daily recompute of a national tree). */
 export const DEFAULT_CHUNK_PAIRS = 1000;
@@ -171,20 +180,30 @@ export async function recomputeDirty(db: Database, options: RecomputeOptions): P
     "objects",
   );
   let done = 0;
+  let started = 0;
   let series = 0;
   let skipped = 0;
   const timings: PhaseTimings = { read: 0, kernel: 0, write: 0 };
   const chunkPairs = options.chunkPairs ?? DEFAULT_CHUNK_PAIRS;
-  for (const { product_id, n } of products) {
-    if ((options.maxProducts !== undefined && done >= options.maxProducts) || options.shouldStop?.()) {
-      skipped++;
-      continue;
+  let next = 0;
+  const lane = async () => {
+    while (next < products.length) {
+      const { product_id, n } = products[next++]!;
+      if ((options.maxProducts !== undefined && started >= options.maxProducts) || options.shouldStop?.()) {
+        skipped++;
+        continue;
+      }
+      started++;
+      const r = n > chunkPairs ? await recomputeInChunks(db, product_id, chunkPairs, options, timings) : await recomputeScope(db, product_id, WHOLE, options, timings);
+      series += r.series;
+      if (r.complete) done++;
+      else skipped++;
     }
-    const r = n > chunkPairs ? await recomputeInChunks(db, product_id, chunkPairs, options, timings) : await recomputeScope(db, product_id, WHOLE, options, timings);
-    series += r.series;
-    if (r.complete) done++;
-    else skipped++;
-  }
+  };
+  // Every lane runs to its end before a failure is passed on: none is left writing behind the caller's back.
+  const lanes = await Promise.allSettled(Array.from({ length: Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY) }, lane));
+  const failed = lanes.find((l): l is PromiseRejectedResult => l.status === "rejected");
+  if (failed) throw failed.reason;
   return { products: done, series, remaining: skipped, timings };
 }
 
