@@ -888,6 +888,8 @@ export async function evaluateForecasts(db: Database, limit = 20_000): Promise<n
               select max(l.origin_date) from forecast l where l.region_id = f.region_id and l.product_id = f.product_id)
           order by f.id
           limit ${limit}
+          -- Two runs at once (a stalled job retried) score different rows instead of the same twice.
+          for update of f skip locked
         ), actual as (
           select distinct on (a.region_id, a.product_id, a.origin_date) a.region_id, a.product_id, a.origin_date, a.on_hand
           from forecast a join (select distinct region_id, product_id from due) p using (region_id, product_id)
