@@ -382,7 +382,9 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
           from region c
           join forecast_latest l on l.region_id = c.id and l.product_id = ${c.productId}
           join forecast f on f.id = l.forecast_id
-          where c.parent_id = any(${sql.param(regionIds)}::int[])`,
+          -- Only the children recomputed elsewhere: a dirty child's fresh outlook is computed here
+          -- (in a full recompute that is every child, and reading their stored arrays was wasted).
+          where c.parent_id = any(${sql.param(regionIds)}::int[]) and c.id <> all(${sql.param(regionIds)}::int[])`,
       "objects",
     ),
     tx.execute<{ region_id: number; daily: number; mode: "ADD" | "OVERRIDE"; starts_on: string | null; ends_on: string | null }>(
@@ -417,7 +419,7 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
   const childrenOf = new Map<number, NodeOutlook[]>();
   const dirtySet = new Set(regionIds);
   for (const s of stored) {
-    if (dirtySet.has(s.region_id)) continue; // recomputed below; its fresh outlook is used instead
+    if (dirtySet.has(s.region_id)) continue; // not read; recomputed below, its fresh outlook used instead
     const list = childrenOf.get(s.parent_id!) ?? [];
     list.push(shiftStored(s, originDay, horizon));
     childrenOf.set(s.parent_id!, list);
