@@ -300,6 +300,25 @@ describe("response cache", () => {
       expect(fastTyped.type).toMatch(/^application\/graphql-response\+json/);
       expect(fastTyped.text).toBe(viaYogaTyped.text);
       expect(cache.stats().hitsBeforeYoga - after.hitsBeforeYoga).toBe(1);
+      // From a browser on another origin: yoga's CORS headers, the same on both paths.
+      const corsHeaders = async (extra: Record<string, unknown>) => {
+        const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${planner.token}`, origin: "https://dashboard.example.org" },
+          body: body("330100", extra),
+        });
+        await response.text();
+        // Every header but the date and the request id (a new one per request).
+        return Object.fromEntries([...response.headers].filter(([h]) => h !== "date" && h !== "x-request-id"));
+      };
+      const fastBefore = cache.stats().hitsBeforeYoga;
+      expect(await corsHeaders({})).toEqual(await corsHeaders({ extensions: {} }));
+      expect(await corsHeaders({})).toMatchObject({
+        "access-control-allow-origin": "https://dashboard.example.org",
+        "access-control-allow-credentials": "true",
+        vary: "Origin",
+      });
+      expect(cache.stats().hitsBeforeYoga - fastBefore).toBe(2);
     });
 
     it("leaves to yoga whatever it may not answer: another scope, a bad token, bad JSON, a batch, and the rate limit", async () => {

@@ -590,7 +590,10 @@ export function createResponseCache(options: {
         Number.isInteger(length) && length > 0 && length <= BEFORE_YOGA_MAX_BODY &&
         type !== undefined && /^application\/json\s*(;|$)/i.test(type) &&
         BEARER.test(req.headers.authorization ?? "") &&
-        answerMediaType(req.headers.accept) !== null
+        answerMediaType(req.headers.accept) !== null &&
+        // CORS preflight headers on a POST are unusual: yoga answers them.
+        req.headers["access-control-request-method"] === undefined &&
+        req.headers["access-control-request-headers"] === undefined
       );
     },
     async answerBeforeYoga(req, res, body, rateLimits) {
@@ -637,8 +640,12 @@ export function createResponseCache(options: {
       stats.hits++;
       stats.hitsBeforeYoga++;
       hitsBeforeYogaCounter.inc();
+      // Yoga's default CORS answer to a request from a browser: its origin, allowed.
+      const origin = req.headers.origin;
+      const cors = origin === undefined ? undefined : { "access-control-allow-origin": origin, vary: "Origin", "access-control-allow-credentials": "true" };
       res.writeHead(200, {
         ...http?.headers,
+        ...cors,
         "content-type": mediaType,
         "content-length": Buffer.byteLength(text),
         "x-request-id": String(req.headers["x-request-id"] ?? ""),
