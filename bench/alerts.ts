@@ -7,7 +7,7 @@ import type { Server } from "node:http";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
-import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { startWorker } from "../jobs/worker.js";
 import { loadConfig } from "../src/config.js";
 import { openDatabase } from "../src/db/index.js";
@@ -48,7 +48,7 @@ export async function runAlertsBench(argv: string[]) {
   const total = Number(values.alerts ?? 200);
   const counties = Number(values.counties ?? 20);
   const name = `supply_bench_alerts_${randomBytes(4).toString("hex")}`;
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database "${name}"`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;

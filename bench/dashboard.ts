@@ -12,6 +12,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { markAllDirty, recomputeDirty } from "../src/domain/forecast/pipeline.js";
 import { authenticate, createApiToken } from "../src/domain/tokens.js";
@@ -321,7 +322,7 @@ interface Planner {
 
 export async function runDashboardBench(argv: string[]) {
   const o = parseOptions(argv);
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   const { name, url, handle, reused } = await openBenchDatabase(o, admin);
   const prefix = `{bench-dashboard-${randomBytes(4).toString("hex")}}`;
   const children: ApiChild[] = [];

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { sql } from "drizzle-orm";
 import { startWorker } from "../jobs/worker.js";
 import { openDatabase, type Database } from "../src/db/index.js";
@@ -123,7 +123,7 @@ export async function generateReports(db: Database, o: Pick<Options, "products" 
 export async function runForecastBench(argv: string[]) {
   const o = parseOptions(argv);
   const name = `supply_bench_${randomBytes(5).toString("hex")}`;
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database "${name}"`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;

@@ -10,7 +10,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { seedCatalog } from "../src/domain/catalog.js";
 import { createOrganization, createSite } from "../src/domain/organizations.js";
@@ -307,7 +307,7 @@ interface Contender {
 }
 
 function bareInsertContender(url: string, clients: number): Contender {
-  const sql = postgres(url, { max: clients, onnotice: () => {} });
+  const sql = connect(url, { max: clients, onnotice: () => {} });
   return {
     name: "baseline",
     async runBatch({ columns: c }) {
@@ -680,7 +680,7 @@ export async function runIngestBench(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
   const dbName = `supply_bench_${randomBytes(5).toString("hex")}`;
   const url = databaseUrl(dbName);
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {
     for (const step of cleanups.splice(0).reverse()) {
@@ -727,7 +727,7 @@ export async function runIngestBench(argv: string[]): Promise<void> {
         `days ${firstDay} .. ${lastDay}, ordered day by day`,
     );
 
-    const control = postgres(url, { max: 1, onnotice: () => {} });
+    const control = connect(url, { max: 1, onnotice: () => {} });
     cleanups.push(() => control.end({ timeout: 5 }));
     const controlPid = Number((await control`select pg_backend_pid() as pid`)[0]!.pid);
     const reset = async () => {

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { sql, type SQL } from "drizzle-orm";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { rebuildReadModels } from "../src/domain/read-models.js";
@@ -116,7 +116,7 @@ async function timeRead(db: Database, query: SQL, runs: number): Promise<{ media
 export async function runPlansBench(argv: string[]) {
   const o = parseOptions(argv);
   const name = `supply_plans_${randomBytes(5).toString("hex")}`;
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database "${name}"`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { Queue } from "bullmq";
 import postgres from "postgres";
+import { connect } from "./lib/pg.js";
 import { sql } from "drizzle-orm";
 import { QUEUES } from "../jobs/definitions.js";
 import { openDatabase, type Database } from "../src/db/index.js";
@@ -252,7 +253,7 @@ const doubledText = (d: DoubleWork) => Object.values(d).reduce<number>((n, v) =>
 
 export async function runScaleBench(argv: string[]): Promise<void> {
   const o = parseOptions(argv);
-  const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+  const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
   const runs: Run[] = [];
   try {
     const [{ version }] = (await admin`select current_setting('server_version') as version`) as unknown as [{ version: string }];
