@@ -37,6 +37,10 @@ export const matchKindEnum = pgEnum("match_kind", ["DOWNSTREAM", "UPSTREAM"]);
 export const matchStatusEnum = pgEnum("match_status", ["PROPOSED", "ACCEPTED", "DECLINED", "FULFILLED", "EXPIRED"]);
 
 const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+// For the timestamps that page a connection (newest first): the cursor carries a JavaScript Date,
+// which holds milliseconds, so the column must hold no more, or rows of one millisecond fall
+// between two pages (raised_at gets the same).
+const createdAtMs = () => timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
 
 /**
  * Administrative regions. `path` is the materialised path of region ids (`/1/7/42/`), so a
@@ -566,7 +570,7 @@ export const matchTable = pgTable(
     urgency: doublePrecision("urgency").notNull(),
     status: matchStatusEnum("status").notNull().default("PROPOSED"),
     reason: text("reason"),
-    createdAt: createdAt(),
+    createdAt: createdAtMs(),
     respondedAt: timestamp("responded_at", { withTimezone: true }),
     respondedBy: uuid("responded_by"),
     closedAt: timestamp("closed_at", { withTimezone: true }),
@@ -649,7 +653,7 @@ export const alertTable = pgTable(
     message: text("message").notNull(),
     /** The numbers that explain it (days of supply, dates, quantities), by kind. */
     details: jsonb("details").notNull(),
-    raisedAt: timestamp("raised_at", { withTimezone: true }).notNull().defaultNow(),
+    raisedAt: timestamp("raised_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     escalatedAt: timestamp("escalated_at", { withTimezone: true }),
     acknowledgedAt: timestamp("acknowledged_at", { withTimezone: true }),
@@ -707,7 +711,7 @@ export const webhookTable = pgTable(
     kinds: alertKindEnum("kinds").array(),
     secretCiphertext: text("secret_ciphertext").notNull(),
     createdBy: uuid("created_by").references(() => userTable.id, { onDelete: "set null" }),
-    createdAt: createdAt(),
+    createdAt: createdAtMs(),
     consecutiveFailures: integer("consecutive_failures").notNull().default(0),
     disabledAt: timestamp("disabled_at", { withTimezone: true }),
     disabledReason: text("disabled_reason"),
@@ -738,7 +742,7 @@ export const deliveryTable = pgTable(
     lastError: text("last_error"),
     deliveredAt: timestamp("delivered_at", { withTimezone: true }),
     digestId: uuid("digest_id"),
-    createdAt: createdAt(),
+    createdAt: createdAtMs(),
   },
   (t) => [
     unique("delivery_event_recipient_key").on(t.alertEventId, t.channel, t.webhookId, t.userId).nullsNotDistinct(),

@@ -196,7 +196,9 @@ builder.queryFields((t) => ({
             // Never running out sorts after any number of days.
             urgency: (f) => sql<number>`coalesce(${f.daysToStockout}, 1e15)`,
           },
-          orderBy: { riskRank: "desc", urgency: "asc" },
+          // The id last: outlooks tie on risk and days (never running out, most of all); a unique
+          // last key keeps a page boundary inside a tie well defined.
+          orderBy: { riskRank: "desc", urgency: "asc", id: "asc" },
         }),
         // The extras used for ordering confuse the inferred row type; the selection is Pothos's own.
       ) as never;

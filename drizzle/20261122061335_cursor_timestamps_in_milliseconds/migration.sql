@@ -1,0 +1,4 @@
+ALTER TABLE "match" ALTER COLUMN "created_at" SET DATA TYPE timestamp(3) with time zone USING "created_at"::timestamp(3) with time zone;--> statement-breakpoint
+ALTER TABLE "alert" ALTER COLUMN "raised_at" SET DATA TYPE timestamp(3) with time zone USING "raised_at"::timestamp(3) with time zone;--> statement-breakpoint
+ALTER TABLE "delivery" ALTER COLUMN "created_at" SET DATA TYPE timestamp(3) with time zone USING "created_at"::timestamp(3) with time zone;--> statement-breakpoint
+ALTER TABLE "webhook" ALTER COLUMN "created_at" SET DATA TYPE timestamp(3) with time zone USING "created_at"::timestamp(3) with time zone;

@@ -1,0 +1,85 @@
+// Paging through a connection returns every row once, also when many rows tie on what the page is
+// ordered by: matches and alerts written by one statement share their timestamp, and most outlooks
+// share their risk level and "never runs out". (Matches and alerts used to come back one page
+// long: the cursor's Date held milliseconds while the columns held microseconds. `shortages` now
+// ends its ordering with the id, so ties cannot straddle a page boundary.)
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
+import { makeUser, seedWorld, type TestUser, type World } from "./helpers/fixtures.js";
+import { graphqlClient } from "./helpers/graphql.js";
+
+let t: TestDatabase;
+let world: World;
+let admin: TestUser;
+let gql: ReturnType<typeof graphqlClient>;
+
+/** Every node of a connection, `first` at a time, following the end cursors. */
+async function pageThrough(field: string, args: string, selection: string, first: number): Promise<unknown[]> {
+  const nodes: unknown[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 1000; page++) {
+    const r: any = await gql(admin.token, `query($after: String) { ${field}(${args ? `${args}, ` : ""}first: ${first}, after: $after) { edges { node { ${selection} } } pageInfo { hasNextPage endCursor } } }`, { after });
+    expect(r.errors).toBeUndefined();
+    const connection = r.data[field];
+    nodes.push(...connection.edges.map((e: { node: unknown }) => e.node));
+    if (!connection.pageInfo.hasNextPage) return nodes;
+    after = connection.pageInfo.endCursor;
+  }
+  throw new Error("more than 1000 pages");
+}
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  world = await seedWorld(t.db);
+  admin = await makeUser(t.db, "ADMIN");
+  gql = graphqlClient(t.db);
+});
+
+afterAll(async () => t?.drop());
+
+describe("paging through connections whose rows tie", () => {
+  it("matches written by one statement: every one once", async () => {
+    await t.db.execute(sql`
+      with run as (insert into match_run (kind, product_id, trigger) select 'DOWNSTREAM', id, 'test' from product where code = 'MASK-N95' returning id, product_id)
+      insert into match (run_id, kind, product_id, from_site_id, to_region_id, quantity, cost, urgency)
+      select run.id, 'DOWNSTREAM', run.product_id, ${world.makerSite.id}::uuid, (select id from region where code = '330106'), g, g, 1
+      from run, generate_series(1, 230) g`);
+    const nodes = (await pageThrough("matches", "", "id quantity", 17)) as { id: string }[];
+    expect(nodes).toHaveLength(230);
+    expect(new Set(nodes.map((n) => n.id)).size).toBe(230);
+  });
+
+  it("alerts raised by one statement: every one once", async () => {
+    await t.db.execute(sql`
+      insert into alert (kind, dedupe_key, severity, stage, peak_stage, region_id, message, details)
+      select 'SHORTAGE_RISK', 'paging-' || g, 'RED', 1, 1, (select id from region where code = '330106'), 'paging test ' || g, '{}'::jsonb
+      from generate_series(1, 150) g`);
+    const nodes = (await pageThrough("alerts", "", "id message", 11)) as { id: string; message: string }[];
+    const ours = nodes.filter((n) => n.message.startsWith("paging test "));
+    expect(ours).toHaveLength(150);
+    expect(new Set(nodes.map((n) => n.id)).size).toBe(nodes.length);
+  });
+
+  it("shortages that tie on risk and days to stock-out: every outlook once", async () => {
+    const zeros = `{${new Array(28).fill(0).join(",")}}`;
+    await t.db.execute(sql`
+      with runs as (
+        insert into forecast_run (trigger, product_id, origin_date, input_cutoff) select 'test', id, current_date, now() from product returning id, product_id
+      ), rows as (
+        insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites, on_hand, daily_demand,
+          stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
+        select runs.id, r.id, runs.product_id, current_date, now(), 'test', '{}', 'test', 1, 100, 0, 0, 0, 0, 'GREEN',
+          ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}
+        from runs cross join region r
+        returning id, region_id, product_id, risk_level, days_to_stockout, computed_at
+      )
+      insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
+      select region_id, product_id, id, risk_level, days_to_stockout, computed_at from rows`);
+    const [expected] = await t.db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_latest`, "objects");
+    expect(expected!.n).toBeGreaterThan(100);
+    const nodes = (await pageThrough("shortages", `regionCode: "CN"`, "region { code } product { code } riskLevel", 9)) as { region: { code: string }; product: { code: string } }[];
+    expect(nodes).toHaveLength(expected!.n);
+    expect(new Set(nodes.map((n) => `${n.region.code}/${n.product.code}`)).size).toBe(expected!.n);
+  });
+});
