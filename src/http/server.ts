@@ -424,9 +424,11 @@ export function createHttpServer(deps: HttpDeps): Server {
           void yoga(req, res);
         },
         (error: unknown) => {
-          deps.logger.error({ err: error }, "answering from the response cache failed");
-          if (!res.headersSent) res.writeHead(500, { "content-type": "application/json; charset=utf-8" });
-          res.end(JSON.stringify({ errors: [{ message: "internal error; try again", extensions: { code: "INTERNAL_SERVER_ERROR" } }] }));
+          const requestId = String(req.headers["x-request-id"] ?? "");
+          deps.logger.error({ err: error, requestId }, "answering from the response cache failed");
+          if (!res.headersSent) res.writeHead(500, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
+          const message = `Unexpected error (request id ${requestId}); try again, and if it keeps failing, give the operators this request id`;
+          res.end(JSON.stringify({ errors: [{ message, extensions: { code: "INTERNAL_SERVER_ERROR", requestId } }] }));
         },
       );
     });
