@@ -107,7 +107,9 @@ function superviseApiProcesses(count: number, logger: ReturnType<typeof createLo
       return;
     }
     logger.error({ pid: child.process.pid, code, signal }, "an API process exited; starting another in a second");
-    setTimeout(start, 1000).unref();
+    setTimeout(() => {
+      if (!stopping) start();
+    }, 1000).unref();
   });
   for (let i = 0; i < count; i++) start();
   logger.info({ processes: count }, "API processes started");
