@@ -149,6 +149,13 @@ export const configSchema = z.object({
       message: "is required in production: set it to 32 or more random characters (e.g. `openssl rand -base64 32`) and keep it; it encrypts webhook signing secrets",
     });
   }
+  if (config.API_PROCESSES > 1 && !config.DATABASE_URL) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["API_PROCESSES"],
+      message: "above 1 needs DATABASE_URL: the embedded database belongs to one process; set DATABASE_URL to a PostgreSQL server, or leave API_PROCESSES at 1",
+    });
+  }
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { TEST_REDIS_URL } from "../helpers/env.js";
 import { makeUser, seedWorld, type TestUser } from "../helpers/fixtures.js";
@@ -14,15 +15,19 @@ let t: TestDatabase;
 let api: ServiceProcess | undefined;
 let planner: TestUser;
 
-/** The pids of the processes whose parent is `pid`. */
+/**
+ * The live API processes whose parent is `pid`: running src/main.ts (tsx also starts an esbuild
+ * service under each process), and not a zombie waiting to be reaped.
+ */
 function childrenOf(pid: number): number[] {
   const found: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) found.push(Number(name));
+      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(ppid) !== pid || state === "Z") continue;
+      if (readFileSync(`/proc/${name}/cmdline`, "utf8").includes("src/main.ts")) found.push(Number(name));
     } catch {
       // gone meanwhile
     }
@@ -77,5 +82,11 @@ describe("API_PROCESSES", () => {
     expect(await stopService(api, "SIGTERM")).toBe(0);
     expect(childrenOf(pid)).toEqual([]);
     for (const child of replaced) expect(() => process.kill(child, 0)).toThrow();
+  });
+
+  it("refuses more than one process on the embedded database, saying what to set", () => {
+    expect(() => loadConfig({ API_PROCESSES: "2" })).toThrow(/API_PROCESSES: above 1 needs DATABASE_URL/);
+    expect(loadConfig({ API_PROCESSES: "2", DATABASE_URL: "postgres://postgres@127.0.0.1:5432/supply" }).API_PROCESSES).toBe(2);
+    expect(() => loadConfig({ API_PROCESSES: "0", DATABASE_URL: "postgres://postgres@127.0.0.1:5432/supply" })).toThrow(/API_PROCESSES/);
   });
 });
