@@ -185,11 +185,15 @@ builder.queryFields((t) => ({
       return ctx.db.query.forecastTable.findMany(
         query({
           where: {
-            RAW: (f) => sql`${f.id} in (
-              select l.forecast_id from forecast_latest l join region r on r.id = l.region_id
-              where r.path ^@ ${region.path}
+            // Arrays rather than IN and a join: PostgreSQL then fetches the outlooks by one sorted
+            // pass over the index instead of a lookup per id, and finds the subtree's rows without a
+            // scan per region (the national planner's 34,774 outlooks, uncached: 216 ms against
+            // 311-345 ms, EXPLAIN ANALYZE on the dashboard bench's database).
+            RAW: (f) => sql`${f.id} = any(array(
+              select l.forecast_id from forecast_latest l
+              where l.region_id = any(array(select r.id from region r where r.path ^@ ${region.path}))
                 and l.risk_level = any(${sql.param([...levels])}::risk_level[])
-                ${args.productCode ? sql`and l.product_id = (select id from product where code = ${args.productCode.toUpperCase()})` : sql``})`,
+                ${args.productCode ? sql`and l.product_id = (select id from product where code = ${args.productCode.toUpperCase()})` : sql``}))`,
           },
           extras: {
             riskRank: (f) => sql<number>`array_position(enum_range(null::risk_level), ${f.riskLevel})`,
