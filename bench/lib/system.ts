@@ -45,12 +45,7 @@ export function processCpuSeconds(pid: number): number | undefined {
 export function processTreeCpuSeconds(pid: number): number | undefined {
   const own = readStat(pid);
   if (!own) return undefined;
-  const stats: ProcStat[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = readStat(Number(name));
-    if (stat) stats.push(stat);
-  }
+  const stats = [...allProcesses().values()];
   const below = new Set([pid]);
   let total = own.cpu;
   // Parents come before children often but not always: repeat until nothing is added.

@@ -8,6 +8,11 @@ import type { Actor, Viewer } from "./viewer.js";
 
 const TOKEN_PREFIX = "smt_";
 
+/** The token of an `Authorization: Bearer <token>` header, or undefined for any other header. */
+export function bearerToken(header: string | null | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
+}
+
 export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");
 }

@@ -25,7 +25,7 @@ import {
   type ImportRow,
   type StagedUpload,
 } from "../domain/imports/upload.js";
-import { authenticate } from "../domain/tokens.js";
+import { authenticate, bearerToken } from "../domain/tokens.js";
 import type { Viewer } from "../domain/viewer.js";
 import type { Logger } from "../logger.js";
 import { requestIdFrom, runWithRequestId, type RateLimits } from "./limits.js";
@@ -84,7 +84,7 @@ export function importsHandler(deps: ImportsHandlerDeps) {
 
   const viewerOf = async (req: IncomingMessage, kind: "read" | "write"): Promise<Viewer> => {
     const header = req.headers.authorization;
-    const token = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "")?.[1];
+    const token = bearerToken(header);
     if (!token) {
       throw new HttpProblem(401, "UNAUTHENTICATED", header ? "the Authorization header must be 'Bearer <token>'" : `not signed in: send your API token as 'Authorization: Bearer <token>', e.g. ${EXAMPLE}`);
     }

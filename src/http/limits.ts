@@ -535,23 +535,29 @@ export function createRateLimits({ config, redisUrl, logger }: { config: Config;
   // Per kind and key: points leased and not yet spent, until the window ends; what Redis said was
   // left after the lease; the lease being taken, which concurrent requests wait for.
   const leases = new Map<string, { spare: number; until: number; left: number; taking?: Promise<void> | undefined }>();
-  const takeLease = async (id: string, kind: RateKind, key: string) => {
-    const { shared } = limiters[kind];
+  /** Takes the next lease for `id` from Redis; the lease is in the map, marked as being taken, at once. */
+  const takeLease = (id: string, kind: RateKind, key: string): Promise<void> => {
     const now = Date.now();
     const previous = leases.get(id);
     const size = previous && previous.until > now ? Math.max(1, Math.min(leaseMax[kind], previous.left)) : 1;
-    const lease = { spare: 0, until: now, left: 0, taking: undefined as Promise<void> | undefined };
+    const lease: { spare: number; until: number; left: number; taking?: Promise<void> | undefined } = { spare: 0, until: now, left: 0 };
     leases.set(id, lease);
     if (leases.size > 100_000) leases.delete(leases.keys().next().value!);
-    try {
-      const res = await shared.consume(key, size);
-      lease.spare = size - 1;
-      lease.until = now + res.msBeforeNext;
-      lease.left = res.remainingPoints;
-    } catch (error) {
-      if (error instanceof RateLimiterRes) lease.until = now + error.msBeforeNext;
-      throw error;
-    }
+    lease.taking = limiters[kind].shared
+      .consume(key, size)
+      .then(
+        (res) => {
+          lease.spare = size - 1;
+          lease.until = now + res.msBeforeNext;
+          lease.left = res.remainingPoints;
+        },
+        (error: unknown) => {
+          if (error instanceof RateLimiterRes) lease.until = now + error.msBeforeNext;
+          throw error;
+        },
+      )
+      .finally(() => (lease.taking = undefined));
+    return lease.taking;
   };
   const leased = async (kind: RateKind, key: string) => {
     const id = `${kind}\u0000${key}`;
@@ -566,15 +572,7 @@ export function createRateLimits({ config, redisUrl, logger }: { config: Config;
         lease.spare--;
         return;
       }
-      const taking = takeLease(id, kind, key);
-      const current = leases.get(id)!;
-      current.taking = taking;
-      try {
-        await taking;
-        return;
-      } finally {
-        current.taking = undefined;
-      }
+      return takeLease(id, kind, key);
     }
   };
 

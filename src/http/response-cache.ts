@@ -52,7 +52,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { sql } from "drizzle-orm";
 import type { Config } from "../config.js";
 import type { Database } from "../db/index.js";
-import { authenticate, hashToken } from "../domain/tokens.js";
+import { authenticate, bearerToken, hashToken } from "../domain/tokens.js";
 import type { Viewer } from "../domain/viewer.js";
 import type { Logger } from "../logger.js";
 import type { RateLimits } from "./limits.js";
@@ -61,8 +61,6 @@ import { responseCacheRequests } from "../metrics.js";
 const hitsBeforeYogaCounter = responseCacheRequests.labels("hit_before_yoga");
 const hitsCounter = responseCacheRequests.labels("hit");
 const missesCounter = responseCacheRequests.labels("miss");
-
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Root fields whose answers are cached; every root field of the operation must be one of them. */
 export const CACHED_ROOT_FIELDS: ReadonlySet<string> = new Set(["shortages", "forecast"]);
@@ -589,7 +587,7 @@ export function createResponseCache(options: {
       return (
         Number.isInteger(length) && length > 0 && length <= BEFORE_YOGA_MAX_BODY &&
         type !== undefined && /^application\/json\s*(;|$)/i.test(type) &&
-        BEARER.test(req.headers.authorization ?? "") &&
+        bearerToken(req.headers.authorization) !== undefined &&
         answerMediaType(req.headers.accept) !== null &&
         // CORS preflight headers on a POST are unusual: yoga answers them.
         req.headers["access-control-request-method"] === undefined &&
@@ -598,7 +596,7 @@ export function createResponseCache(options: {
     },
     async answerBeforeYoga(req, res, body, rateLimits) {
       const mediaType = answerMediaType(req.headers.accept);
-      const token = BEARER.exec(req.headers.authorization ?? "")?.[1];
+      const token = bearerToken(req.headers.authorization);
       if (!live || !mediaType || !token) return false;
       let params: { query?: unknown; operationName?: unknown; variables?: unknown; extensions?: unknown };
       try {

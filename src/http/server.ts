@@ -19,7 +19,7 @@ import type { Config } from "../config.js";
 import type { Database } from "../db/index.js";
 import type { LiveAlertSource } from "../domain/alerts/live.js";
 import { DomainError, findCause } from "../domain/errors.js";
-import { authenticate } from "../domain/tokens.js";
+import { authenticate, bearerToken } from "../domain/tokens.js";
 import type { Viewer } from "../domain/viewer.js";
 import { createContext, type Context } from "../graphql/context.js";
 import { toGraphQLError } from "../graphql/errors.js";
@@ -220,11 +220,11 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits, res
   const production = config.NODE_ENV === "production";
   // One token lookup per request, shared by the introspection check and the context.
   const viewers = new WeakMap<Request, Promise<Viewer | null>>();
-  const bearerToken = (request: Request) => /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "")?.[1];
+  const tokenOf = (request: Request) => bearerToken(request.headers.get("authorization"));
   const viewerOf = (request: Request) => {
     let viewer = viewers.get(request);
     if (!viewer) {
-      const token = bearerToken(request);
+      const token = tokenOf(request);
       viewers.set(request, (viewer = !token ? Promise.resolve(null) : responseCache ? responseCache.authenticate(token) : authenticate(db, token)));
     }
     return viewer;
@@ -267,7 +267,7 @@ export function createGraphQLHandler({ config, db, logger, live, rateLimits, res
         // Guessing tokens spends the address's budget for requests without a valid token.
         await rateLimits?.consume(clientAddress(config, req), "anonymous");
         throw unauthenticated(
-          bearerToken(request)
+          tokenOf(request)
             ? "the API token is unknown, revoked or expired; ask an admin for a new one"
             : "the Authorization header must be 'Bearer <token>'",
         );
