@@ -54,8 +54,13 @@ export function stockoutFraction(day: ConsumptionDay, name = "day"): number {
   const hours = day.stockoutHours == null ? 0 : finiteNonNegative(day.stockoutHours, `${name}.stockoutHours`);
   const unmet = typeof day.unmetNeed === "boolean" ? day.unmetNeed : (day.unmetNeed ?? 0) > 0;
   if (day.onHand != null) finiteNonNegative(day.onHand, `${name}.onHand`);
-  if (day.onHand === 0 && unmet) return 1;
-  return Math.min(hours, 24) / 24;
+  return stockoutShare(day.onHand ?? null, hours, unmet);
+}
+
+/** {@link stockoutFraction} on figures already checked. */
+export function stockoutShare(onHand: number | null, stockoutHours: number, unmet: boolean): number {
+  if (onHand === 0 && unmet) return 1;
+  return Math.min(stockoutHours, 24) / 24;
 }
 
 /** OpenLMIS adjusted consumption for `consumed` units over `days` days, `stockoutDays` of them out. */
@@ -103,17 +108,31 @@ export function adjustedDailyDemand(days: readonly ConsumptionDay[], window = 28
   if (!Number.isInteger(window) || window < 1) throw badInput(`window must be a whole number of days >= 1, got ${window}`);
   const fractions = days.map((d, i) => stockoutFraction(d, `days[${i}]`));
   const consumed = days.map((d, i) => finiteNonNegative(d.consumed, `days[${i}].consumed`));
-  return days.map((_, t) => {
-    const f = fractions[t] as number;
-    if (f < 1) return (consumed[t] as number) / (1 - f);
+  return adjustDailyDemand(consumed, fractions, window);
+}
+
+/**
+ * {@link adjustedDailyDemand} on figures already checked (stored reports passed validation on the
+ * way in), as parallel arrays: the forecast pipeline calls it for every site of every series.
+ */
+export function adjustDailyDemand(consumed: ArrayLike<number>, fractions: ArrayLike<number>, window = 28): (number | null)[] {
+  const out = new Array<number | null>(consumed.length);
+  for (let t = 0; t < consumed.length; t++) {
+    const f = fractions[t]!;
+    if (f < 1) {
+      out[t] = consumed[t]! / (1 - f);
+      continue;
+    }
     const from = Math.max(0, t - window + 1);
     let c = 0;
     let x = 0;
     for (let i = from; i <= t; i++) {
-      c += consumed[i] as number;
-      x += fractions[i] as number;
+      c += consumed[i]!;
+      x += fractions[i]!;
     }
-    const r = adjustedConsumption(c, t - from + 1, x);
-    return r.ok ? r.perDay : null;
-  });
+    const days = t - from + 1;
+    // adjustedConsumption's rule, without its checks: a window out every day says nothing.
+    out[t] = x >= days ? null : (c * days) / (days - x) / days;
+  }
+  return out;
 }

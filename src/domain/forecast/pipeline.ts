@@ -20,7 +20,7 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
 import { forecastTable, outboxTable } from "../../db/schema.js";
 import { dateOfDay, dayNumber } from "../reports/validate.js";
-import { adjustedDailyDemand, type ConsumptionDay } from "./consumption.js";
+import { adjustDailyDemand, stockoutShare } from "./consumption.js";
 import { forecastLeaf, type LeafHistory } from "./leaf.js";
 import { project, type RiskThresholds } from "./projection.js";
 
@@ -607,20 +607,31 @@ function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof f
 // ---------------------------------------------------------------------------------------------
 // Leaves: the dirty regions' own sites
 
-const SERIES_COLUMNS = ["on_hand", "consumed", "produced", "received", "shipped", "stockout_hours", "capacity_per_day"] as const;
-
-interface ReportPoint {
-  site_id: string;
-  region_id: number;
-  d: number;
-  on_hand: number | null;
-  consumed: number | null;
-  produced: number | null;
-  received: number | null;
-  shipped: number | null;
-  stockout_hours: number | null;
-  capacity_per_day: number | null;
+/** A site's reports of one product in the history window, column by column. */
+export interface SiteSeries {
+  siteId: string;
+  regionId: number;
+  /** Each report's day, relative to the origin (0 is the origin, -1 the day before), ascending. */
+  day: Float64Array;
+  /** One entry per report, NaN where the report left the figure out; null when no report has it. */
+  onHand: Float64Array | null;
+  consumed: Float64Array | null;
+  produced: Float64Array | null;
+  received: Float64Array | null;
+  shipped: Float64Array | null;
+  stockoutHours: Float64Array | null;
+  capacityPerDay: Float64Array | null;
 }
+
+const SERIES_COLUMNS = [
+  ["onHand", "on_hand"],
+  ["consumed", "consumed"],
+  ["produced", "produced"],
+  ["received", "received"],
+  ["shipped", "shipped"],
+  ["stockoutHours", "stockout_hours"],
+  ["capacityPerDay", "capacity_per_day"],
+] as const;
 
 /** A leaf region's daily totals and its sites' production forecast. */
 export interface LeafInput {
@@ -641,65 +652,131 @@ export async function readLeafInputs(
   regionIds: readonly number[],
 ): Promise<Map<number, LeafInput>> {
   const W = HISTORY_DAYS;
-  // One row per site, its reports packed into one string ("d;on_hand;consumed;…" joined by "|"):
-  // parsing a few thousand strings is much cheaper than a row object per report, and a single
-  // aggregate without ORDER BY lets Postgres hash-aggregate instead of sorting every row (float8
-  // text output is exact). Days are put in order here.
-  const sites = await tx.execute<{ site_id: string; region_id: number; rows: string }>(
-    sql`select s.id as site_id, s.region_id,
-               string_agg(concat_ws(';', r.date - ${c.origin}::date, ${sql.join(SERIES_COLUMNS.map((col) => sql.raw(`coalesce(r.${col}::text, '')`)), sql`, `)}), '|') as rows
-        from site s
-        join report r on r.site_id = s.id and r.product_id = ${c.productId}
-          and r.date > ${c.origin}::date - ${W}::int and r.date <= ${c.origin}::date
-        where s.region_id = any(${sql.param([...regionIds])}::int[])
-        group by s.id, s.region_id`,
-    "objects",
-  );
-  const bySite = new Map<string, ReportPoint[]>();
-  const value = (v: string | undefined) => (v === undefined || v === "" ? null : Number(v));
-  for (const site of sites) {
-    const pts: ReportPoint[] = site.rows.split("|").map((row) => {
-      const f = row.split(";");
-      return {
-        site_id: site.site_id,
-        region_id: site.region_id,
-        d: Number(f[0]),
-        on_hand: value(f[1]),
-        consumed: value(f[2]),
-        produced: value(f[3]),
-        received: value(f[4]),
-        shipped: value(f[5]),
-        stockout_hours: value(f[6]),
-        capacity_per_day: value(f[7]),
-      };
-    });
-    pts.sort((x, y) => x.d - y.d);
-    bySite.set(site.site_id, pts);
-  }
-
-  const producers = [...bySite.entries()].filter(([, pts]) => pts.some((p) => p.produced !== null)).map(([site]) => site);
+  const sites = await readSiteSeries(tx, c, regionIds);
+  const producers = sites.filter((s) => s.produced !== null).map((s) => s.siteId);
   const holdings = await inputHoldings(tx, c, producers);
 
   const inputs = new Map<number, LeafInput>();
-  for (const [siteId, pts] of bySite) {
-    const regionId = pts[0]!.region_id;
-    let entry = inputs.get(regionId);
+  for (const site of sites) {
+    let entry = inputs.get(site.regionId);
     if (!entry) {
       entry = { history: emptyHistory(W), sites: 0, supply: new Array<number>(c.horizon).fill(0), limits: new Map() };
-      inputs.set(regionId, entry);
+      inputs.set(site.regionId, entry);
     }
     entry.sites++;
-    addSite(entry.history, pts, W);
-    const held = holdings.get(siteId) ?? [];
+    addSite(entry.history, site, W);
+    if (site.produced === null) continue;
+    const held = holdings.get(site.siteId) ?? [];
     const cap = held.reduce((m, h) => Math.min(m, h.onHand / h.perUnit), Infinity);
-    const supply = productionForecast(pts, c.horizon, cap);
+    const supply = productionForecast(site, c.horizon, cap);
     for (let h = 0; h < c.horizon; h++) entry.supply[h]! += supply[h]!;
-    if (held.length) addLimits(entry.limits, inputLimits(productionForecast(pts, c.horizon, Infinity).reduce((a, b) => a + b, 0), held));
+    if (held.length) addLimits(entry.limits, inputLimits(productionForecast(site, c.horizon, Infinity).reduce((a, b) => a + b, 0), held));
   }
   return inputs;
 }
 
-/** The forecasting kernel applied to one leaf: what the benchmark times on its own. */
+/**
+ * Every site's reports of the product in the window, one row per site with each figure's values
+ * as one comma-separated string (a column nobody reported comes back null). A full recompute
+ * reads 10 million reports: one JavaScript object per report, or even per site and report, cost
+ * more than the forecasts themselves, and PostgreSQL formats a plain array faster than a row of
+ * strings. The aggregate's order is not guaranteed, so the days come along and put it right.
+ */
+async function readSiteSeries(tx: Database, c: { productId: number; origin: string }, regionIds: readonly number[]): Promise<SiteSeries[]> {
+  const rows = await tx.execute<{ site_id: string; region_id: number; n: unknown; day: string } & Record<(typeof SERIES_COLUMNS)[number][1], string | null>>(
+    sql`select s.id as site_id, s.region_id, x.*
+        from site s
+        -- Per site, not one GROUP BY over all of them: the planner cannot tell how many sites the
+        -- array holds, and a hash aggregate sized for a hundred spilled a product's 3,750 to disk
+        -- (twice the CPU). Here each site's reports stream from the index into its own aggregate.
+        cross join lateral (
+          select count(*) as n, array_to_string(array_agg(r.date - ${c.origin}::date), ',') as day,
+                 ${sql.join(
+                   SERIES_COLUMNS.map(([, col]) => sql.raw(`case when count(r.${col}) > 0 then array_to_string(array_agg(r.${col}), ',', '') end as ${col}`)),
+                   sql`, `,
+                 )}
+          from report r
+          where r.site_id = s.id and r.product_id = ${c.productId} and r.date > ${c.origin}::date - ${HISTORY_DAYS}::int and r.date <= ${c.origin}::date
+        ) x
+        where s.region_id = any(${sql.param([...regionIds])}::int[]) and x.n > 0`,
+    "objects",
+  );
+  return rows.map((row) => {
+    const day = parseNumbers(row.day);
+    const series = { siteId: row.site_id, regionId: row.region_id, day } as SiteSeries;
+    for (const [key, col] of SERIES_COLUMNS) {
+      const text = row[col];
+      series[key] = text === null ? null : parseNumbers(text, day.length);
+    }
+    return inDayOrder(series);
+  });
+}
+
+/** The series with its reports sorted by day, when they came in another order. */
+export function inDayOrder(s: SiteSeries): SiteSeries {
+  let sorted = true;
+  for (let k = 1; k < s.day.length && sorted; k++) sorted = s.day[k - 1]! < s.day[k]!;
+  if (sorted) return s;
+  const order = Array.from(s.day.keys()).sort((a, b) => s.day[a]! - s.day[b]!);
+  const permute = (a: Float64Array) => Float64Array.from(order, (k) => a[k]!);
+  const out = { ...s, day: permute(s.day) };
+  for (const [key] of SERIES_COLUMNS) out[key] = s[key] === null ? null : permute(s[key]);
+  return out;
+}
+
+const COMMA = 44;
+const MINUS = 45;
+const DOT = 46;
+const ZERO = 48;
+const POW10 = Array.from({ length: 23 }, (_, k) => 10 ** k);
+
+/**
+ * Comma-separated numbers as PostgreSQL prints float8 (an empty field is NaN). Plain decimals of
+ * up to 15 digits are read digit by digit: the digits fit a double exactly and so does 10^k for
+ * k <= 22, so one division gives the correctly rounded value, the same as Number(). Anything else
+ * (an exponent, more digits, Infinity) goes to Number().
+ */
+export function parseNumbers(text: string, expected?: number): Float64Array {
+  let count = 1;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === COMMA) count++;
+  if (expected !== undefined && count !== expected) throw new Error(`expected ${expected} values, got ${count}`);
+  const out = new Float64Array(count);
+  let field = 0;
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    if (i < text.length && text.charCodeAt(i) !== COMMA) continue;
+    out[field++] = parseField(text, start, i);
+    start = i + 1;
+  }
+  return out;
+}
+
+function parseField(text: string, from: number, to: number): number {
+  if (from === to) return NaN;
+  let i = from;
+  const negative = text.charCodeAt(i) === MINUS;
+  if (negative) i++;
+  let mantissa = 0;
+  let digits = 0;
+  let decimals = -1;
+  for (; i < to; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === DOT && decimals < 0) {
+      decimals = 0;
+      continue;
+    }
+    const digit = ch - ZERO;
+    if (digit < 0 || digit > 9) return Number(text.slice(from, to));
+    mantissa = mantissa * 10 + digit;
+    digits++;
+    if (decimals >= 0) decimals++;
+  }
+  if (digits === 0 || digits > 15 || decimals > 22) return Number(text.slice(from, to));
+  const value = decimals > 0 ? mantissa / POW10[decimals]! : mantissa;
+  return negative ? -value : value;
+}
+
+/** The leaf forecaster applied to one leaf: what the benchmark times on its own. */
 export function leafNode({ history: h, sites, supply, limits }: LeafInput, horizon: number): NodeOutlook {
   const outlook = forecastLeaf(h, horizon);
   let onHand = 0;
@@ -728,9 +805,11 @@ function emptyHistory(days: number): LeafHistory {
   return { onHand: nulls(), consumed: nulls(), produced: nulls(), received: nulls(), shipped: nulls() };
 }
 
-const add = (arr: (number | null)[], i: number, v: number | null) => {
-  if (v === null) return;
-  arr[i] = (arr[i] ?? 0) + v;
+/** Adds a site's figure of report k (when it has one) to day i of a region's total. */
+const addFigure = (total: (number | null)[], i: number, column: Float64Array | null, k: number) => {
+  if (column === null) return;
+  const v = column[k]!;
+  if (v === v) total[i] = (total[i] ?? 0) + v; // NaN: not reported
 };
 
 /**
@@ -740,63 +819,77 @@ const add = (arr: (number | null)[], i: number, v: number | null) => {
  * with reported stock-out hours counts as that share of a day out, and a day that ends with no
  * stock, when no hours are reported, as a whole stock-out day.
  */
-export function addSite(h: LeafHistory, pts: readonly Pick<ReportPoint, "d" | "on_hand" | "consumed" | "produced" | "received" | "shipped" | "stockout_hours">[], W: number): void {
+export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
   let carried: number | null = null;
-  let next = 0;
-  const consumptionDays: ConsumptionDay[] = [];
+  let k = 0;
+  const n = s.day.length;
+  const consumed: number[] = [];
+  const fractions: number[] = [];
   const consumptionIndex: number[] = [];
   for (let i = 0; i < W; i++) {
     const d = i - (W - 1);
-    const p = pts[next]?.d === d ? pts[next++] : undefined;
-    if (p) {
-      if (p.on_hand !== null) carried = p.on_hand;
-      add(h.produced, i, p.produced);
-      add(h.received, i, p.received);
-      add(h.shipped, i, p.shipped);
-      if (p.consumed !== null) {
-        consumptionDays.push({
-          consumed: p.consumed,
-          onHand: p.on_hand,
-          stockoutHours: p.stockout_hours,
-          unmetNeed: p.stockout_hours === null ? p.on_hand === 0 : p.stockout_hours >= 24,
-        });
+    if (k < n && s.day[k] === d) {
+      const onHand = s.onHand === null || Number.isNaN(s.onHand[k]) ? null : s.onHand[k]!;
+      if (onHand !== null) carried = onHand;
+      addFigure(h.produced, i, s.produced, k);
+      addFigure(h.received, i, s.received, k);
+      addFigure(h.shipped, i, s.shipped, k);
+      const used = s.consumed === null ? NaN : s.consumed[k]!;
+      if (used === used) {
+        const hours = s.stockoutHours === null || Number.isNaN(s.stockoutHours[k]) ? null : s.stockoutHours[k]!;
+        consumed.push(used);
+        fractions.push(stockoutShare(onHand, hours ?? 0, hours === null ? onHand === 0 : hours >= 24));
         consumptionIndex.push(i);
       }
+      k++;
     }
-    add(h.onHand, i, carried);
+    if (carried !== null) h.onHand[i] = (h.onHand[i] ?? 0) + carried;
   }
   // A day this site did not report is not a day it consumed nothing: without this, a region's
   // total would dip whenever one of its sites reported late. Gaps between two reports take the
   // straight line between them; days after its last report take its last figure.
-  const adjusted = adjustedDailyDemand(consumptionDays);
-  let prev: { i: number; v: number } | null = null;
-  adjusted.forEach((v, k) => {
-    if (v === null) return;
-    const i = consumptionIndex[k]!;
-    if (prev) for (let j = prev.i + 1; j < i; j++) add(h.consumed, j, prev.v + ((v - prev.v) * (j - prev.i)) / (i - prev.i));
-    add(h.consumed, i, v);
-    prev = { i, v };
-  });
-  const last = prev as { i: number; v: number } | null;
-  if (last) for (let j = last.i + 1; j < W; j++) add(h.consumed, j, last.v);
+  const adjusted = adjustDailyDemand(consumed, fractions);
+  let prevI = -1;
+  let prevV = 0;
+  for (let j = 0; j < adjusted.length; j++) {
+    const v = adjusted[j]!;
+    if (v === null) continue;
+    const i = consumptionIndex[j]!;
+    if (prevI >= 0) for (let g = prevI + 1; g < i; g++) h.consumed[g] = (h.consumed[g] ?? 0) + prevV + ((v - prevV) * (g - prevI)) / (i - prevI);
+    h.consumed[i] = (h.consumed[i] ?? 0) + v;
+    prevI = i;
+    prevV = v;
+  }
+  if (prevI >= 0) for (let g = prevI + 1; g < W; g++) h.consumed[g] = (h.consumed[g] ?? 0) + prevV;
 }
 
 /**
  * A site's production for the next days: its recent average output, at most its latest reported
  * capacity, and in all no more than its raw material allows (`inputCap` units in total).
  */
-export function productionForecast(
-  pts: readonly Pick<ReportPoint, "d" | "produced" | "capacity_per_day">[],
-  horizon: number,
-  inputCap: number,
-): number[] {
-  const produced = pts.filter((p) => p.produced !== null);
-  const recent = produced.slice(-PRODUCTION_WINDOW);
-  // Output more than two windows old says nothing about today's line.
-  const fresh = recent.filter((p) => p.d > -2 * PRODUCTION_WINDOW);
-  let level = fresh.length ? fresh.reduce((s, p) => s + p.produced!, 0) / fresh.length : 0;
-  const capacity = [...pts].reverse().find((p) => p.capacity_per_day !== null)?.capacity_per_day;
-  if (capacity !== undefined && capacity !== null) level = Math.min(level, capacity);
+export function productionForecast(s: Pick<SiteSeries, "day" | "produced" | "capacityPerDay">, horizon: number, inputCap: number): number[] {
+  // The last PRODUCTION_WINDOW reports with output, of those no more than two windows old (older
+  // output says nothing about today's line).
+  let sum = 0;
+  let fresh = 0;
+  let seen = 0;
+  for (let k = s.day.length - 1; k >= 0 && seen < PRODUCTION_WINDOW && s.produced !== null; k--) {
+    const v = s.produced[k]!;
+    if (Number.isNaN(v)) continue;
+    seen++;
+    if (s.day[k]! > -2 * PRODUCTION_WINDOW) {
+      sum += v;
+      fresh++;
+    }
+  }
+  let level = fresh ? sum / fresh : 0;
+  if (s.capacityPerDay !== null) {
+    for (let k = s.day.length - 1; k >= 0; k--) {
+      if (Number.isNaN(s.capacityPerDay[k])) continue;
+      level = Math.min(level, s.capacityPerDay[k]!);
+      break;
+    }
+  }
   const out: number[] = [];
   let left = inputCap;
   for (let h = 0; h < horizon; h++) {
