@@ -10,7 +10,10 @@ import { sql } from "drizzle-orm";
 import { startWorker } from "../jobs/worker.js";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { seedCatalog } from "../src/domain/catalog.js";
-import { HORIZON, leafNode, markAllDirty, readLeafInputs, recomputeDirty, type LeafInput } from "../src/domain/forecast/pipeline.js";
+import { HORIZON, markAllDirty, readLeafInputs, recomputeDirty } from "../src/domain/forecast/pipeline.js";
+import { leafNode, type LeafInput } from "../src/domain/forecast/leaf-inputs.js";
+import { startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
+import { workerConfigSchema } from "../src/config.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
 import { dateOfDay, dayNumber } from "../src/domain/reports/validate.js";
 import { authenticate, createApiToken } from "../src/domain/tokens.js";
@@ -22,7 +25,8 @@ import { peakRssMiB } from "./lib/system.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 
 export const FORECAST_USAGE = `  forecast   full forecast recompute vs the bare kernel, and report-to-forecast latency
-             --leaves N (3750 counties) --products N (16) --days N (180) --samples N (40 latency samples) --keep (leave the database for inspection)`;
+             --leaves N (3750 counties) --products N (16) --days N (180) --samples N (40 latency samples) --keep (leave the database for inspection)
+             --threads N (leaf forecast threads of the recompute; default the worker's FORECAST_THREADS default, 0 = on the event loop)`;
 
 interface Options {
   keep: boolean;
@@ -30,6 +34,7 @@ interface Options {
   products: number;
   days: number;
   samples: number;
+  threads: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -41,6 +46,7 @@ function parseOptions(argv: string[]): Options {
       days: { type: "string", default: "180" },
       samples: { type: "string", default: "40" },
       keep: { type: "boolean", default: false },
+      threads: { type: "string", default: String(workerConfigSchema.parse({}).FORECAST_THREADS) },
       help: { type: "boolean", default: false },
     },
   });
@@ -59,6 +65,7 @@ function parseOptions(argv: string[]): Options {
     products: int("products", values.products, 1, 16),
     days: int("days", values.days, 30, 400),
     samples: int("samples", values.samples, 1, 1000),
+    threads: int("threads", values.threads, 0, 64),
   };
 }
 
@@ -156,7 +163,7 @@ export async function runForecastBench(argv: string[]) {
     console.log(
       `seeded ${counts!.regions} regions, ${counts!.sites} sites, ${o.products} products, ${counts!.reports.toLocaleString("en")} reports over ${o.days} days ending ${lastDay} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-    console.log(`${leafSeries.toLocaleString("en")} leaf (county, product) series of ${o.days} days; horizon ${HORIZON} days\n`);
+    console.log(`${leafSeries.toLocaleString("en")} leaf (county, product) series of ${o.days} days; horizon ${HORIZON} days; recompute with ${o.threads || "no"} leaf forecast thread(s)\n`);
 
     // Kernel: the same leaf inputs the pipeline builds, read beforehand (not timed).
     const products = await db.execute<{ id: number }>(sql`select id from product order by id limit ${o.products}`, "objects");
@@ -178,7 +185,8 @@ export async function runForecastBench(argv: string[]) {
     // Pipeline: the daily job's work, from marking every pair to the last forecast row written.
     t0 = performance.now();
     await markAllDirty(db);
-    const result = await recomputeDirty(db, { trigger: "bench" });
+    const threads = o.threads > 0 ? startLeafThreads(o.threads) : undefined;
+    const result = await recomputeDirty(db, { trigger: "bench", threads }).finally(() => threads?.close());
     const pipelineSeconds = (performance.now() - t0) / 1000;
     const [written] = await db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_latest`, "objects");
 

@@ -10,6 +10,7 @@ import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain
 import { JOBS, QUEUES, SCHEDULES, forecastJobFor, type JobName, type QueueName } from "./definitions.js";
 import { processors as defaultProcessors, type ProcessorMap } from "./processors/index.js";
 import { jobDuration } from "../src/metrics.js";
+import { startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
 
 export interface WorkerDeps {
   /** The queue settings are needed; channels (SMTP, secrets) read the rest when present. */
@@ -66,6 +67,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   // Set on close: long jobs (a forecast recompute) end after their current transaction and leave
   // the rest to the other workers, so a shutdown waits for seconds, not for the whole job.
   let stopping = false;
+  const leafThreads = settings.FORECAST_THREADS > 0 ? startLeafThreads(settings.FORECAST_THREADS) : undefined;
   // Now, under an id of its own: the debounced job may be minutes away behind a busy worker.
   const requestForecast = async (key: string) => {
     await queues.get("forecast")!.add("forecast.recompute", { trigger: "sweep" }, { ...JOB_DEFAULTS, jobId: `forecast-help-${key}` });
@@ -97,6 +99,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
             job: { id: job.id ?? "", dueAt: dueAt(job) },
             stopping: () => stopping,
             requestForecast,
+            leafThreads,
           });
         } catch (error) {
           // A domain error (bad data, a refused input) is the same on every attempt: fail now and
@@ -149,6 +152,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
       stopping = true;
       await relay.stop();
       await Promise.all(workers.map((w) => w.close()));
+      await leafThreads?.close();
       await Promise.all([...queues.values()].map((q) => q.close()));
     },
   };

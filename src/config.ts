@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 
 /**
@@ -96,6 +97,11 @@ export const workerConfigSchema = z.object({
   FORECAST_CHUNK_PAIRS: positiveInt(1_000),
   /** Products a worker's recompute computes at once, each in its own transaction (a database connection each). */
   FORECAST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
+  /**
+   * Threads that run a worker's leaf forecasts (the CPU-heavy kernel) beside its event loop; 0 runs
+   * them on the event loop. Default: one per core but one, left for the database and the loop.
+   */
+  FORECAST_THREADS: z.coerce.number().int().min(0).max(64).default(Math.max(1, availableParallelism() - 1)),
 });
 export type WorkerConfig = z.infer<typeof workerConfigSchema>;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { addSite, inDayOrder, parseNumbers, productionForecast, type SiteSeries } from "../src/domain/forecast/pipeline.js";
+import { addSite, inDayOrder, parseNumbers, productionForecast, type SiteSeries } from "../src/domain/forecast/leaf-inputs.js";
 import type { LeafHistory } from "../src/domain/forecast/leaf.js";
 
 const f = (xs: (number | null)[]) => Float64Array.from(xs, (x) => (x === null ? NaN : x));

@@ -1,6 +1,7 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../../src/db/index.js";
 import { evaluateForecasts, markAllDirty, recomputeDirty } from "../../src/domain/forecast/pipeline.js";
+import type { LeafThreads } from "../../src/domain/forecast/leaf-threads.js";
 import { purgeOutbox } from "../../src/domain/outbox.js";
 import { expireMatches, recomputeMatches } from "../../src/domain/matching/matching.js";
 import { flagOutliers } from "../../src/domain/reports/outliers.js";
@@ -36,6 +37,8 @@ export interface ProcessorContext {
   stopping?: () => boolean;
   /** Asks for a forecast.recompute job (one per key), so that an idle worker joins the work at once. */
   requestForecast?: (key: string) => Promise<void>;
+  /** The worker's threads for leaf forecasts (FORECAST_THREADS); without them, on the event loop. */
+  leafThreads?: LeafThreads | undefined;
 }
 
 export type Processor<N extends JobName> = (payload: JobPayload<N>, ctx: ProcessorContext) => Promise<unknown>;
@@ -68,13 +71,19 @@ export const processors: ProcessorMap = {
   "maintenance.purgeOutbox": async ({ olderThanHours }, { db }) => ({ deleted: await purgeOutbox(db, olderThanHours) }),
   // Cached dashboard answers are dropped once the forecasts' transactions have committed.
   // (Workers sharing a product by subtree may each leave it incomplete: what they wrote counts.)
-  "forecast.recompute": async ({ trigger }, { db, config, invalidateResponses, stopping }) =>
-    invalidatingAfter(invalidateResponses, "forecasts", () => recomputeDirty(db, { trigger, chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping }), (r) => r.series > 0),
+  "forecast.recompute": async ({ trigger }, { db, config, invalidateResponses, stopping, leafThreads }) =>
+    invalidatingAfter(
+      invalidateResponses,
+      "forecasts",
+      () => recomputeDirty(db, { trigger, chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping, threads: leafThreads }),
+      (r) => r.series > 0,
+    ),
   // Marks, asks an idle worker to join, and takes its share: the subtrees are shared out by lock.
-  "forecast.recomputeAll": async (_payload, { db, config, invalidateResponses, job, attempt, stopping, requestForecast }) => {
+  "forecast.recomputeAll": async (_payload, { db, config, invalidateResponses, job, attempt, stopping, requestForecast, leafThreads }) => {
     const marked = await markAllDirty(db, job ? { freshSince: new Date(job.dueAt) } : {});
     if (marked && job) await requestForecast?.(`${job.id}-${attempt.made}`);
-    const recompute = () => recomputeDirty(db, { trigger: "daily", chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping });
+    const recompute = () =>
+      recomputeDirty(db, { trigger: "daily", chunkPairs: config.FORECAST_CHUNK_PAIRS, concurrency: config.FORECAST_CONCURRENCY, shouldStop: stopping, threads: leafThreads });
     return { marked, ...(await invalidatingAfter(invalidateResponses, "forecasts", recompute, (r) => r.series > 0)) };
   },
   "forecast.evaluate": async (_payload, { db, invalidateResponses }) => ({

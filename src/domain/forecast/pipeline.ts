@@ -20,31 +20,13 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../../db/index.js";
 import { forecastTable, outboxTable } from "../../db/schema.js";
 import { dateOfDay, dayNumber } from "../reports/validate.js";
-import { adjustDailyDemand, stockoutShare } from "./consumption.js";
-import { forecastLeaf, type LeafHistory } from "./leaf.js";
+import { addLimits, computeLeaves, HISTORY_DAYS, leafInputs, SITE_ROW_COLUMNS, type InputHolding, type LeafInput, type LeafJob, type NodeOutlook, type SiteRow } from "./leaf-inputs.js";
+import type { LeafThreads } from "./leaf-threads.js";
 import { project, type RiskThresholds } from "./projection.js";
 
 export const HORIZON = 28;
-/** Days of history a leaf forecast sees. */
-export const HISTORY_DAYS = 180;
-/** Production is forecast at the average of the last this many days with a production figure. */
-const PRODUCTION_WINDOW = 7;
 /** A product's input holding counts only when reported this recently (days before the origin). */
 const INPUT_STOCK_MAX_AGE = 14;
-
-/** What a node contributes to its parent: additive quantities only. */
-export interface NodeOutlook {
-  onHand: number;
-  demand: number[];
-  demandSd: number[];
-  supply: number[];
-  netInflow: number[];
-  sites: number;
-  method: string;
-  params: Record<string, number | string>;
-  demandSource: string;
-  limits: Map<number, Limit>;
-}
 
 interface DirtyRow {
   region_id: number;
@@ -141,6 +123,8 @@ export interface RecomputeOptions {
   chunkPairs?: number;
   /** Asked between transactions: true ends the run there, leaving the rest dirty for another worker (a worker shutting down). */
   shouldStop?: () => boolean;
+  /** Threads for the leaves' forecasts; without them, they are computed on the event loop. */
+  threads?: LeafThreads;
   /**
    * Products computed at once, each in its own transaction (default {@link DEFAULT_CONCURRENCY}):
    * while one product's series are forecast in this process, another's reports are read or its
@@ -333,7 +317,7 @@ async function recomputeScope(db: Database, productId: number, scope: Scope, opt
       );
       const runId = run[0]!.id;
       const thresholds: RiskThresholds = { red: meta.red, orange: meta.orange, yellow: meta.yellow, blue: meta.blue };
-      written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings });
+      written = await computeAndStore(tx, { productId, runId, origin: meta.origin, cutoff: meta.cutoff, horizon, thresholds, dirty, timings, threads: options.threads });
       await tx.execute(sql`update forecast_run set finished_at = clock_timestamp(), series = ${written} where id = ${runId}`);
       if (written && scope.kind === "subtrees") {
         // The subtrees' roots changed, so their parents must add them up again (clock time: never
@@ -366,6 +350,7 @@ interface ComputeContext {
   thresholds: RiskThresholds;
   dirty: DirtyRow[];
   timings: PhaseTimings;
+  threads?: LeafThreads;
 }
 
 async function computeAndStore(tx: Database, c: ComputeContext): Promise<number> {
@@ -374,8 +359,8 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
   const regionIds = c.dirty.map((d) => d.region_id);
 
   let started = performance.now();
-  const [inputs, stored, scenarios, requests] = await Promise.all([
-    readLeafInputs(tx, c, regionIds),
+  const [leafJob, stored, scenarios, requests] = await Promise.all([
+    readLeafJob(tx, c, regionIds),
     tx.execute<StoredForecast>(
       sql`select c.id as region_id, c.parent_id, f.origin_date::text as origin, f.on_hand, f.demand, f.demand_sd, f.supply, f.net_inflow, f.stock, f.sites,
                  (select coalesce(json_agg(json_build_array(b.input_product_id, b.lost_quantity, b.input_short)), '[]') from bottleneck b where b.forecast_id = f.id) as limits
@@ -403,8 +388,7 @@ async function computeAndStore(tx: Database, c: ComputeContext): Promise<number>
 
   c.timings.read += performance.now() - started;
   started = performance.now();
-  const leaves = new Map<number, NodeOutlook>();
-  for (const [regionId, input] of inputs) leaves.set(regionId, leafNode(input, horizon));
+  const leaves = new Map<number, NodeOutlook>(c.threads ? await c.threads.run(leafJob) : computeLeaves(leafJob));
 
   // Open requests are need on top of consumption, spread evenly up to their date.
   for (const q of requests) {
@@ -607,41 +591,6 @@ function toRow(node: NodeOutlook, regionId: number, c: ComputeContext): typeof f
 // ---------------------------------------------------------------------------------------------
 // Leaves: the dirty regions' own sites
 
-/** A site's reports of one product in the history window, column by column. */
-export interface SiteSeries {
-  siteId: string;
-  regionId: number;
-  /** Each report's day, relative to the origin (0 is the origin, -1 the day before), ascending. */
-  day: Float64Array;
-  /** One entry per report, NaN where the report left the figure out; null when no report has it. */
-  onHand: Float64Array | null;
-  consumed: Float64Array | null;
-  produced: Float64Array | null;
-  received: Float64Array | null;
-  shipped: Float64Array | null;
-  stockoutHours: Float64Array | null;
-  capacityPerDay: Float64Array | null;
-}
-
-const SERIES_COLUMNS = [
-  ["onHand", "on_hand"],
-  ["consumed", "consumed"],
-  ["produced", "produced"],
-  ["received", "received"],
-  ["shipped", "shipped"],
-  ["stockoutHours", "stockout_hours"],
-  ["capacityPerDay", "capacity_per_day"],
-] as const;
-
-/** A leaf region's daily totals and its sites' production forecast. */
-export interface LeafInput {
-  history: LeafHistory;
-  sites: number;
-  supply: number[];
-  /** Production lost over the horizon to inputs the sites do not hold, by input product. */
-  limits: Map<number, Limit>;
-}
-
 /**
  * The daily totals of each region's own sites (those of `regionIds` that have reports of the
  * product in the window), and their production forecast.
@@ -651,28 +600,16 @@ export async function readLeafInputs(
   c: { productId: number; origin: string; horizon: number },
   regionIds: readonly number[],
 ): Promise<Map<number, LeafInput>> {
-  const W = HISTORY_DAYS;
-  const sites = await readSiteSeries(tx, c, regionIds);
-  const producers = sites.filter((s) => s.produced !== null).map((s) => s.siteId);
-  const holdings = await inputHoldings(tx, c, producers);
+  const job = await readLeafJob(tx, c, regionIds);
+  return leafInputs(job.rows, new Map(job.holdings), c.horizon);
+}
 
-  const inputs = new Map<number, LeafInput>();
-  for (const site of sites) {
-    let entry = inputs.get(site.regionId);
-    if (!entry) {
-      entry = { history: emptyHistory(W), sites: 0, supply: new Array<number>(c.horizon).fill(0), limits: new Map() };
-      inputs.set(site.regionId, entry);
-    }
-    entry.sites++;
-    addSite(entry.history, site, W);
-    if (site.produced === null) continue;
-    const held = holdings.get(site.siteId) ?? [];
-    const cap = held.reduce((m, h) => Math.min(m, h.onHand / h.perUnit), Infinity);
-    const supply = productionForecast(site, c.horizon, cap);
-    for (let h = 0; h < c.horizon; h++) entry.supply[h]! += supply[h]!;
-    if (held.length) addLimits(entry.limits, inputLimits(productionForecast(site, c.horizon, Infinity).reduce((a, b) => a + b, 0), held));
-  }
-  return inputs;
+/** What the leaves of `regionIds` are forecast from: their sites' reports and raw material. */
+async function readLeafJob(tx: Database, c: { productId: number; origin: string; horizon: number }, regionIds: readonly number[]): Promise<LeafJob> {
+  const rows = await readSiteRows(tx, c, regionIds);
+  const producers = rows.filter((r) => r.produced !== null).map((r) => r.site_id);
+  const holdings = await inputHoldings(tx, c, producers);
+  return { rows, holdings: [...holdings], horizon: c.horizon };
 }
 
 /**
@@ -682,9 +619,12 @@ export async function readLeafInputs(
  * more than the forecasts themselves, and PostgreSQL formats a plain array faster than a row of
  * strings. The aggregate's order is not guaranteed, so the days come along and put it right.
  */
-async function readSiteSeries(tx: Database, c: { productId: number; origin: string }, regionIds: readonly number[]): Promise<SiteSeries[]> {
-  const rows = await tx.execute<{ site_id: string; region_id: number; n: unknown; day: string } & Record<(typeof SERIES_COLUMNS)[number][1], string | null>>(
-    sql`select s.id as site_id, s.region_id, x.*
+async function readSiteRows(tx: Database, c: { productId: number; origin: string }, regionIds: readonly number[]): Promise<SiteRow[]> {
+  return tx.execute<SiteRow>(
+    sql`select s.id as site_id, s.region_id, x.day, ${sql.join(
+      SITE_ROW_COLUMNS.map((col) => sql.raw(`x.${col}`)),
+      sql`, `,
+    )}
         from site s
         -- Per site, not one GROUP BY over all of them: the planner cannot tell how many sites the
         -- array holds, and a hash aggregate sized for a hundred spilled a product's 3,750 to disk
@@ -692,7 +632,7 @@ async function readSiteSeries(tx: Database, c: { productId: number; origin: stri
         cross join lateral (
           select count(*) as n, array_to_string(array_agg(r.date - ${c.origin}::date), ',') as day,
                  ${sql.join(
-                   SERIES_COLUMNS.map(([, col]) => sql.raw(`case when count(r.${col}) > 0 then array_to_string(array_agg(r.${col}), ',', '') end as ${col}`)),
+                   SITE_ROW_COLUMNS.map((col) => sql.raw(`case when count(r.${col}) > 0 then array_to_string(array_agg(r.${col}), ',', '') end as ${col}`)),
                    sql`, `,
                  )}
           from report r
@@ -701,203 +641,6 @@ async function readSiteSeries(tx: Database, c: { productId: number; origin: stri
         where s.region_id = any(${sql.param([...regionIds])}::int[]) and x.n > 0`,
     "objects",
   );
-  return rows.map((row) => {
-    const day = parseNumbers(row.day);
-    const series = { siteId: row.site_id, regionId: row.region_id, day } as SiteSeries;
-    for (const [key, col] of SERIES_COLUMNS) {
-      const text = row[col];
-      series[key] = text === null ? null : parseNumbers(text, day.length);
-    }
-    return inDayOrder(series);
-  });
-}
-
-/** The series with its reports sorted by day, when they came in another order. */
-export function inDayOrder(s: SiteSeries): SiteSeries {
-  let sorted = true;
-  for (let k = 1; k < s.day.length && sorted; k++) sorted = s.day[k - 1]! < s.day[k]!;
-  if (sorted) return s;
-  const order = Array.from(s.day.keys()).sort((a, b) => s.day[a]! - s.day[b]!);
-  const permute = (a: Float64Array) => Float64Array.from(order, (k) => a[k]!);
-  const out = { ...s, day: permute(s.day) };
-  for (const [key] of SERIES_COLUMNS) out[key] = s[key] === null ? null : permute(s[key]);
-  return out;
-}
-
-const COMMA = 44;
-const MINUS = 45;
-const DOT = 46;
-const ZERO = 48;
-const POW10 = Array.from({ length: 23 }, (_, k) => 10 ** k);
-
-/**
- * Comma-separated numbers as PostgreSQL prints float8 (an empty field is NaN). Plain decimals of
- * up to 15 digits are read digit by digit: the digits fit a double exactly and so does 10^k for
- * k <= 22, so one division gives the correctly rounded value, the same as Number(). Anything else
- * (an exponent, more digits, Infinity) goes to Number().
- */
-export function parseNumbers(text: string, expected?: number): Float64Array {
-  let count = 1;
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === COMMA) count++;
-  if (expected !== undefined && count !== expected) throw new Error(`expected ${expected} values, got ${count}`);
-  const out = new Float64Array(count);
-  let field = 0;
-  let start = 0;
-  for (let i = 0; i <= text.length; i++) {
-    if (i < text.length && text.charCodeAt(i) !== COMMA) continue;
-    out[field++] = parseField(text, start, i);
-    start = i + 1;
-  }
-  return out;
-}
-
-function parseField(text: string, from: number, to: number): number {
-  if (from === to) return NaN;
-  let i = from;
-  const negative = text.charCodeAt(i) === MINUS;
-  if (negative) i++;
-  let mantissa = 0;
-  let digits = 0;
-  let decimals = -1;
-  for (; i < to; i++) {
-    const ch = text.charCodeAt(i);
-    if (ch === DOT && decimals < 0) {
-      decimals = 0;
-      continue;
-    }
-    const digit = ch - ZERO;
-    if (digit < 0 || digit > 9) return Number(text.slice(from, to));
-    mantissa = mantissa * 10 + digit;
-    digits++;
-    if (decimals >= 0) decimals++;
-  }
-  if (digits === 0 || digits > 15 || decimals > 22) return Number(text.slice(from, to));
-  const value = decimals > 0 ? mantissa / POW10[decimals]! : mantissa;
-  return negative ? -value : value;
-}
-
-/** The leaf forecaster applied to one leaf: what the benchmark times on its own. */
-export function leafNode({ history: h, sites, supply, limits }: LeafInput, horizon: number): NodeOutlook {
-  const outlook = forecastLeaf(h, horizon);
-  let onHand = 0;
-  for (let i = h.onHand.length - 1; i >= 0; i--) {
-    if (h.onHand[i] !== null) {
-      onHand = h.onHand[i]!;
-      break;
-    }
-  }
-  return {
-    onHand,
-    demand: [...outlook.demand.mean],
-    demandSd: [...outlook.demandSd],
-    supply,
-    netInflow: [...outlook.netInflow],
-    sites,
-    method: outlook.demand.method,
-    params: { ...outlook.demand.params, ...(outlook.demand.backtest.mase !== null ? { backtestMase: outlook.demand.backtest.mase } : {}) },
-    demandSource: outlook.demandSource,
-    limits: new Map(limits),
-  };
-}
-
-function emptyHistory(days: number): LeafHistory {
-  const nulls = () => new Array<number | null>(days).fill(null);
-  return { onHand: nulls(), consumed: nulls(), produced: nulls(), received: nulls(), shipped: nulls() };
-}
-
-/** Adds a site's figure of report k (when it has one) to day i of a region's total. */
-const addFigure = (total: (number | null)[], i: number, column: Float64Array | null, k: number) => {
-  if (column === null) return;
-  const v = column[k]!;
-  if (v === v) total[i] = (total[i] ?? 0) + v; // NaN: not reported
-};
-
-/**
- * Adds one site's reports to its region's daily totals. On-hand stock is carried forward from the
- * site's last report, so a site that skips a day does not look like stock vanishing. Consumption
- * is stock-out adjusted per site (a site's stock-out says nothing about its neighbours): a day
- * with reported stock-out hours counts as that share of a day out, and a day that ends with no
- * stock, when no hours are reported, as a whole stock-out day.
- */
-export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
-  let carried: number | null = null;
-  let k = 0;
-  const n = s.day.length;
-  const consumed: number[] = [];
-  const fractions: number[] = [];
-  const consumptionIndex: number[] = [];
-  for (let i = 0; i < W; i++) {
-    const d = i - (W - 1);
-    if (k < n && s.day[k] === d) {
-      const onHand = s.onHand === null || Number.isNaN(s.onHand[k]) ? null : s.onHand[k]!;
-      if (onHand !== null) carried = onHand;
-      addFigure(h.produced, i, s.produced, k);
-      addFigure(h.received, i, s.received, k);
-      addFigure(h.shipped, i, s.shipped, k);
-      const used = s.consumed === null ? NaN : s.consumed[k]!;
-      if (used === used) {
-        const hours = s.stockoutHours === null || Number.isNaN(s.stockoutHours[k]) ? null : s.stockoutHours[k]!;
-        consumed.push(used);
-        fractions.push(stockoutShare(onHand, hours ?? 0, hours === null ? onHand === 0 : hours >= 24));
-        consumptionIndex.push(i);
-      }
-      k++;
-    }
-    if (carried !== null) h.onHand[i] = (h.onHand[i] ?? 0) + carried;
-  }
-  // A day this site did not report is not a day it consumed nothing: without this, a region's
-  // total would dip whenever one of its sites reported late. Gaps between two reports take the
-  // straight line between them; days after its last report take its last figure.
-  const adjusted = adjustDailyDemand(consumed, fractions);
-  let prevI = -1;
-  let prevV = 0;
-  for (let j = 0; j < adjusted.length; j++) {
-    const v = adjusted[j]!;
-    if (v === null) continue;
-    const i = consumptionIndex[j]!;
-    if (prevI >= 0) for (let g = prevI + 1; g < i; g++) h.consumed[g] = (h.consumed[g] ?? 0) + prevV + ((v - prevV) * (g - prevI)) / (i - prevI);
-    h.consumed[i] = (h.consumed[i] ?? 0) + v;
-    prevI = i;
-    prevV = v;
-  }
-  if (prevI >= 0) for (let g = prevI + 1; g < W; g++) h.consumed[g] = (h.consumed[g] ?? 0) + prevV;
-}
-
-/**
- * A site's production for the next days: its recent average output, at most its latest reported
- * capacity, and in all no more than its raw material allows (`inputCap` units in total).
- */
-export function productionForecast(s: Pick<SiteSeries, "day" | "produced" | "capacityPerDay">, horizon: number, inputCap: number): number[] {
-  // The last PRODUCTION_WINDOW reports with output, of those no more than two windows old (older
-  // output says nothing about today's line).
-  let sum = 0;
-  let fresh = 0;
-  let seen = 0;
-  for (let k = s.day.length - 1; k >= 0 && seen < PRODUCTION_WINDOW && s.produced !== null; k--) {
-    const v = s.produced[k]!;
-    if (Number.isNaN(v)) continue;
-    seen++;
-    if (s.day[k]! > -2 * PRODUCTION_WINDOW) {
-      sum += v;
-      fresh++;
-    }
-  }
-  let level = fresh ? sum / fresh : 0;
-  if (s.capacityPerDay !== null) {
-    for (let k = s.day.length - 1; k >= 0; k--) {
-      if (Number.isNaN(s.capacityPerDay[k])) continue;
-      level = Math.min(level, s.capacityPerDay[k]!);
-      break;
-    }
-  }
-  const out: number[] = [];
-  let left = inputCap;
-  for (let h = 0; h < horizon; h++) {
-    const q = Math.max(0, Math.min(level, left));
-    out.push(q);
-    left -= q;
-  }
-  return out;
 }
 
 /**
@@ -927,38 +670,6 @@ async function inputHoldings(tx: Database, c: { productId: number; origin: strin
     out.set(r.site_id, list);
   }
   return out;
-}
-
-export interface InputHolding {
-  inputId: number;
-  /** Input base units per unit of the product (bill of materials). */
-  perUnit: number;
-  onHand: number;
-}
-
-/**
- * Inputs that keep a site from making what its line would make over the horizon (`planned`
- * units): for each, the units of product lost and the input missing for them.
- */
-export function inputLimits(planned: number, holdings: readonly InputHolding[]): Map<number, Limit> {
-  const out = new Map<number, Limit>();
-  for (const h of holdings) {
-    const units = h.onHand / h.perUnit;
-    if (units < planned) out.set(h.inputId, { lost: planned - units, short: (planned - units) * h.perUnit });
-  }
-  return out;
-}
-
-export interface Limit {
-  lost: number;
-  short: number;
-}
-
-function addLimits(into: Map<number, Limit>, from: ReadonlyMap<number, Limit>): void {
-  for (const [id, l] of from) {
-    const cur = into.get(id);
-    into.set(id, cur ? { lost: cur.lost + l.lost, short: cur.short + l.short } : { ...l });
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
