@@ -3,4 +3,5 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import("./leaf-thread.ts");
+const { default: computeLeaves } = await import("./leaf-thread.ts");
+export default computeLeaves;
