@@ -86,7 +86,8 @@ export type HttpLimitsConfig = z.infer<typeof httpLimitsConfigSchema>;
  * the lock expires, and the next stalled-job check of any other worker (every
  * `WORKER_STALLED_INTERVAL_MS`) puts the job back in its queue for whoever is free. Lower values
  * hand work over sooner; the lock must outlast the longest stretch a processor keeps the event
- * loop busy (a forecast subtree's kernel: well under a second), or a live worker loses its job.
+ * loop busy (the forecast kernel runs on FORECAST_THREADS; what stays on the loop is well under a
+ * second), or a live worker loses its job.
  */
 export const workerConfigSchema = z.object({
   WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
