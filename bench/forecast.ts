@@ -21,12 +21,13 @@ import { createUser } from "../src/domain/users.js";
 import { createRegions } from "../src/domain/regions.js";
 import { systemActor } from "../src/domain/viewer.js";
 import { createLogger } from "../src/logger.js";
-import { peakRssMiB } from "./lib/system.js";
+import { cpuSnapshot, cpuSpent, peakRssMiB } from "./lib/system.js";
 import { clearRedisPrefix } from "../test/helpers/redis.js";
 
 export const FORECAST_USAGE = `  forecast   full forecast recompute vs the bare kernel, and report-to-forecast latency
              --leaves N (3750 counties) --products N (16) --days N (180) --samples N (40 latency samples) --keep (leave the database for inspection)
-             --threads N (leaf forecast threads of the recompute; default the worker's FORECAST_THREADS default, 0 = on the event loop)`;
+             --threads N (leaf forecast threads of the recompute; default what a worker starts, 0 = on the event loop)
+             --database NAME (run on a database kept by --keep instead of seeding a new one; its forecasts are replaced)`;
 
 interface Options {
   keep: boolean;
@@ -35,6 +36,7 @@ interface Options {
   days: number;
   samples: number;
   threads: number;
+  database: string | undefined;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -46,7 +48,9 @@ function parseOptions(argv: string[]): Options {
       days: { type: "string", default: "180" },
       samples: { type: "string", default: "40" },
       keep: { type: "boolean", default: false },
-      threads: { type: "string", default: String(workerConfigSchema.parse({}).FORECAST_THREADS) },
+      database: { type: "string" },
+      // What a worker starts by default (src/config.ts, jobs/worker.ts).
+      threads: { type: "string", default: String(Math.min(workerConfigSchema.parse({}).FORECAST_THREADS, workerConfigSchema.parse({}).FORECAST_CONCURRENCY)) },
       help: { type: "boolean", default: false },
     },
   });
@@ -66,6 +70,7 @@ function parseOptions(argv: string[]): Options {
     days: int("days", values.days, 30, 400),
     samples: int("samples", values.samples, 1, 1000),
     threads: int("threads", values.threads, 0, 64),
+    database: values.database,
   };
 }
 
@@ -132,15 +137,15 @@ export async function generateReports(db: Database, o: Pick<Options, "products" 
 
 export async function runForecastBench(argv: string[]) {
   const o = parseOptions(argv);
-  const name = `supply_bench_${randomBytes(5).toString("hex")}`;
+  const name = o.database ?? `supply_bench_${randomBytes(5).toString("hex")}`;
   const admin = connect(ADMIN_URL, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database "${name}"`);
+  if (!o.database) await admin.unsafe(`create database "${name}"`);
   const url = new URL(ADMIN_URL);
   url.pathname = `/${name}`;
   const handle = openDatabase({ url: url.toString(), dataDir: "", poolSize: 4 });
   const dropAll = async () => {
     await handle.close().catch(() => {});
-    if (o.keep) {
+    if (o.keep || o.database) {
       console.log(`kept database ${name}; drop it with: psql -h 127.0.0.1 -U postgres -c 'drop database "${name}"'`);
       await admin.end();
       return;
@@ -153,18 +158,26 @@ export async function runForecastBench(argv: string[]) {
     const db = handle.db;
     await handle.migrate();
     const [version] = await db.execute<{ v: string }>(sql`select version() as v`, "objects");
-    const lastDay = dateOfDay(dayNumber(new Date().toISOString().slice(0, 10)) - 1);
+    let lastDay = dateOfDay(dayNumber(new Date().toISOString().slice(0, 10)) - 1);
     console.log(`database ${name} (${version!.v.split(" ").slice(0, 2).join(" ")}), node ${process.version}, ${availableParallelism()} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}`);
     let t0 = performance.now();
-    await seed(db, o);
-    await generateReports(db, o, lastDay);
+    if (o.database) {
+      // A kept database: its reports are the input; the forecasts of earlier runs go.
+      const [last] = await db.execute<{ d: string | null }>(sql`select max(date)::text as d from report`, "objects");
+      if (!last?.d) throw new Error(`database ${name} has no reports: pass a database kept by \`npm run bench -- forecast --keep\``);
+      lastDay = last.d;
+      await db.execute(sql`truncate forecast, forecast_latest, forecast_run, bottleneck, forecast_dirty cascade`);
+    } else {
+      await seed(db, o);
+      await generateReports(db, o, lastDay);
+    }
     const [counts] = await db.execute<{ reports: number; sites: number; regions: number }>(
       sql`select (select count(*) from report)::int as reports, (select count(*) from site)::int as sites, (select count(*) from region)::int as regions`,
       "objects",
     );
-    const leafSeries = o.leaves * o.products;
+    const leafSeries = counts!.sites * o.products;
     console.log(
-      `seeded ${counts!.regions} regions, ${counts!.sites} sites, ${o.products} products, ${counts!.reports.toLocaleString("en")} reports over ${o.days} days ending ${lastDay} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `${o.database ? "reused" : "seeded"} ${counts!.regions} regions, ${counts!.sites} sites, ${o.products} products, ${counts!.reports.toLocaleString("en")} reports over ${o.days} days ending ${lastDay} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     console.log(`${leafSeries.toLocaleString("en")} leaf (county, product) series of ${o.days} days; horizon ${HORIZON} days; recompute with ${o.threads || "no"} leaf forecast thread(s)\n`);
 
@@ -186,11 +199,21 @@ export async function runForecastBench(argv: string[]) {
     methods = new Map([...methods.entries()].sort((a, b) => b[1] - a[1]));
 
     // Pipeline: the daily job's work, from marking every pair to the last forecast row written.
+    const threads = o.threads > 0 ? startLeafThreads(o.threads) : undefined;
+    const postgresPids = async () =>
+      (
+        await db.execute<{ pid: number }>(
+          sql`select pid from pg_stat_activity where datname = current_database() or backend_type in ('checkpointer', 'background writer', 'walwriter')`,
+          "objects",
+        )
+      ).map((r) => r.pid);
+    const pidsBefore = await postgresPids();
+    const cpuBefore = cpuSnapshot(undefined, pidsBefore);
     t0 = performance.now();
     await markAllDirty(db);
-    const threads = o.threads > 0 ? startLeafThreads(o.threads) : undefined;
     const result = await recomputeDirty(db, { trigger: "bench", threads }).finally(() => threads?.close());
     const pipelineSeconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSpent(cpuBefore, cpuSnapshot(undefined, [...new Set([...pidsBefore, ...(await postgresPids())])]));
     const [written] = await db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_latest`, "objects");
 
     const rows = [
@@ -203,6 +226,9 @@ export async function runForecastBench(argv: string[]) {
     const leafRate = inputs.length / pipelineSeconds;
     const tm = result.timings;
     console.log(`\nfull recompute, where the time went: reading ${(tm.read / 1000).toFixed(1)} s, forecasting (kernel, sums, projections) ${(tm.kernel / 1000).toFixed(1)} s, writing ${(tm.write / 1000).toFixed(1)} s, other ${(pipelineSeconds - (tm.read + tm.kernel + tm.write) / 1000).toFixed(1)} s`);
+    console.log(
+      `full recompute, CPU: this process (event loop and leaf threads) ${cpu.bench.toFixed(1)} s, PostgreSQL ${cpu.postgres?.toFixed(1) ?? "?"} s, other processes ${cpu.other?.toFixed(1) ?? "?"} s; machine busy ${cpu.machineBusy === undefined ? "?" : Math.round(cpu.machineBusy * 100)} %`,
+    );
     console.log(`methods chosen for the leaves: ${[...methods].map(([m, n]) => `${m} ${n}`).join(", ")}`);
     console.log(`forecasts stored: ${written!.n.toLocaleString("en")} (leaves and every region above them)`);
     console.log(`full recompute: ${pipelineSeconds.toFixed(1)} s (goal < 60 s) ${pipelineSeconds < 60 ? "met" : "MISSED"}`);
@@ -212,14 +238,16 @@ export async function runForecastBench(argv: string[]) {
 
     // Latency: one report at a time into an idle worker; time until its county's forecast shows it.
     const prefix = `{bench-${randomBytes(4).toString("hex")}}`;
+    // Before the worker starts: a refusal here must not leave it running (and the process with it).
+    // One user per run: a kept database (--database) has the earlier runs' users.
+    const user = await createUser(db, actor, { name: "bench admin", email: `bench-${randomBytes(4).toString("hex")}@example.com`, role: "ADMIN" });
+    const viewer = (await authenticate(db, (await createApiToken(db, actor, { userId: user.id, name: "bench" })).token))!;
     const worker = await startWorker({
       config: { QUEUE_PREFIX: prefix, IDEMPOTENCY_TTL_HOURS: 72 },
       db,
       logger: createLogger({ LOG_LEVEL: "silent" }),
       connection: { url: REDIS_URL, maxRetriesPerRequest: null },
     });
-    const user = await createUser(db, actor, { name: "bench admin", email: "bench@example.com", role: "ADMIN" });
-    const viewer = (await authenticate(db, (await createApiToken(db, actor, { userId: user.id, name: "bench" })).token))!;
     const latencies: number[] = [];
     const sites = await db.execute<{ code: string; region_id: number }>(sql`select code, region_id from site order by random() limit ${o.samples}`, "objects");
     const [product] = await db.execute<{ id: number; code: string }>(sql`select id, code from product order by id limit 1`, "objects");

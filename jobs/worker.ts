@@ -67,7 +67,10 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   // Set on close: long jobs (a forecast recompute) end after their current transaction and leave
   // the rest to the other workers, so a shutdown waits for seconds, not for the whole job.
   let stopping = false;
-  const leafThreads = settings.FORECAST_THREADS > 0 ? startLeafThreads(settings.FORECAST_THREADS) : undefined;
+  // A worker's recompute has at most FORECAST_CONCURRENCY leaf jobs out at once: more threads would idle.
+  const threadCount = Math.min(settings.FORECAST_THREADS, settings.FORECAST_CONCURRENCY);
+  const leafThreads =
+    threadCount > 0 ? startLeafThreads(threadCount, { onError: (error) => deps.logger.error({ err: error.message }, "a leaf forecast thread failed") }) : undefined;
   // Now, under an id of its own: the debounced job may be minutes away behind a busy worker.
   const requestForecast = async (key: string) => {
     await queues.get("forecast")!.add("forecast.recompute", { trigger: "sweep" }, { ...JOB_DEFAULTS, jobId: `forecast-help-${key}` });

@@ -5,18 +5,17 @@ import type { LeafHistory } from "../src/domain/forecast/leaf.js";
 const f = (xs: (number | null)[]) => Float64Array.from(xs, (x) => (x === null ? NaN : x));
 
 function series(days: number[], cols: Partial<Record<Exclude<keyof SiteSeries, "siteId" | "regionId" | "day">, (number | null)[]>>): SiteSeries {
-  const none = null;
   return {
     siteId: "s",
     regionId: 1,
     day: Float64Array.from(days),
-    onHand: cols.onHand ? f(cols.onHand) : none,
-    consumed: cols.consumed ? f(cols.consumed) : none,
-    produced: cols.produced ? f(cols.produced) : none,
-    received: cols.received ? f(cols.received) : none,
-    shipped: cols.shipped ? f(cols.shipped) : none,
-    stockoutHours: cols.stockoutHours ? f(cols.stockoutHours) : none,
-    capacityPerDay: cols.capacityPerDay ? f(cols.capacityPerDay) : none,
+    onHand: cols.onHand ? f(cols.onHand) : null,
+    consumed: cols.consumed ? f(cols.consumed) : null,
+    produced: cols.produced ? f(cols.produced) : null,
+    received: cols.received ? f(cols.received) : null,
+    shipped: cols.shipped ? f(cols.shipped) : null,
+    stockoutHours: cols.stockoutHours ? f(cols.stockoutHours) : null,
+    capacityPerDay: cols.capacityPerDay ? f(cols.capacityPerDay) : null,
   };
 }
 
@@ -28,6 +27,17 @@ const empty = (n: number): LeafHistory => ({
   shipped: new Array(n).fill(null),
 });
 
+/** float8 as PostgreSQL 12+ prints it: the shortest exact digits, with an exponent from 1e15 and below 1e-4. */
+function pgFloat8(v: number): string {
+  if (Object.is(v, -0)) return "-0";
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+  const a = Math.abs(v);
+  if (a === 0 || (a < 1e15 && a >= 1e-4)) return String(v);
+  const [mantissa, exponent] = v.toExponential().split("e") as [string, string];
+  const e = Number(exponent);
+  return `${mantissa}e${e < 0 ? "-" : "+"}${String(Math.abs(e)).padStart(2, "0")}`;
+}
+
 describe("parseNumbers (float8 as PostgreSQL prints it)", () => {
   it("reads the values Number() reads, bit for bit", () => {
     // Shortest round-trip text, which is what PostgreSQL 12+ prints for float8.
@@ -35,12 +45,14 @@ describe("parseNumbers (float8 as PostgreSQL prints it)", () => {
     const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const values = [0, -0, 1, -1, 0.1, 0.3, 1e-7, 5e-324, 1.7976931348623157e308, 123456789012345, 1234567890123456, 0.000123, 2 ** 53 + 2, -42.5];
     for (let i = 0; i < 5000; i++) values.push((random() - 0.5) * 10 ** Math.floor(random() * 30 - 10), Math.round(random() * 1e6) / 100);
-    const text = values.map((v) => (Object.is(v, -0) ? "-0" : String(v))).join(",");
+    const text = values.map(pgFloat8).join(",");
     const parsed = parseNumbers(text, values.length);
     values.forEach((v, i) => expect(Object.is(parsed[i], v), `${v} read as ${parsed[i]}`).toBe(true));
   });
 
   it("reads an empty field as NaN (not reported), Infinity and exponents by Number()", () => {
+    expect(pgFloat8(1e15)).toBe("1e+15");
+    expect(pgFloat8(0.000012345)).toBe("1.2345e-05");
     expect([...parseNumbers(",5,,Infinity,-Infinity,1e+20,2.5e-5,")]).toEqual([NaN, 5, NaN, Infinity, -Infinity, 1e20, 2.5e-5, NaN]);
   });
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { DomainError } from "../src/domain/errors.js";
 import { computeLeaves, type LeafJob, type SiteRow } from "../src/domain/forecast/leaf-inputs.js";
 import { startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
 
@@ -47,7 +48,10 @@ describe("leaf forecasts on worker threads", () => {
   });
 
   it("pass an error back to the job that caused it, and go on with the next", async () => {
-    await expect(threads.run(job(0))).rejects.toThrow(/horizon must be a whole number/);
+    // A refused input stays a DomainError across the thread: the job runner fails such a job at once.
+    const refused = await threads.run(job(0)).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(DomainError);
+    expect(refused).toMatchObject({ code: "BAD_INPUT", message: expect.stringMatching(/horizon must be a whole number/) });
     const results = await Promise.all([1, 2, 3, 4, 5].map(() => threads.run(job())));
     for (const r of results) expect(new Map(r)).toEqual(new Map(computeLeaves(job())));
   });

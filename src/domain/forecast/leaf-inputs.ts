@@ -62,10 +62,10 @@ export interface LeafInput {
 /** A site's row as the pipeline reads it: each figure's values comma-separated (null: none reported). */
 export type SiteRow = { site_id: string; region_id: number; day: string } & Record<(typeof SERIES_COLUMNS)[number][1], string | null>;
 
-export const SITE_ROW_COLUMNS: readonly string[] = SERIES_COLUMNS.map(([, col]) => col);
+export const SITE_ROW_COLUMNS = SERIES_COLUMNS.map(([, col]) => col);
 
 /** A row read by the pipeline as a series, its reports in day order. */
-export function siteSeries(row: SiteRow): SiteSeries {
+function siteSeries(row: SiteRow): SiteSeries {
   const day = parseNumbers(row.day);
   const series = { siteId: row.site_id, regionId: row.region_id, day } as SiteSeries;
   for (const [key, col] of SERIES_COLUMNS) {
@@ -129,12 +129,12 @@ const COMMA = 44;
 const MINUS = 45;
 const DOT = 46;
 const ZERO = 48;
-const POW10 = Array.from({ length: 23 }, (_, k) => 10 ** k);
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
 
 /**
  * Comma-separated numbers as PostgreSQL prints float8 (an empty field is NaN). Plain decimals of
- * up to 15 digits are read digit by digit: the digits fit a double exactly and so does 10^k for
- * k <= 22, so one division gives the correctly rounded value, the same as Number(). Anything else
+ * up to 15 digits are read digit by digit: the digits fit a double exactly and so does 10^k (k is
+ * at most 15 here), so one division gives the correctly rounded value, the same as Number(). Anything else
  * (an exponent, more digits, Infinity) goes to Number().
  */
 export function parseNumbers(text: string, expected?: number): Float64Array {
@@ -172,7 +172,7 @@ function parseField(text: string, from: number, to: number): number {
     digits++;
     if (decimals >= 0) decimals++;
   }
-  if (digits === 0 || digits > 15 || decimals > 22) return Number(text.slice(from, to));
+  if (digits === 0 || digits > 15) return Number(text.slice(from, to));
   const value = decimals > 0 ? mantissa / POW10[decimals]! : mantissa;
   return negative ? -value : value;
 }
@@ -210,7 +210,7 @@ function emptyHistory(days: number): LeafHistory {
 const addFigure = (total: (number | null)[], i: number, column: Float64Array | null, k: number) => {
   if (column === null) return;
   const v = column[k]!;
-  if (v === v) total[i] = (total[i] ?? 0) + v; // NaN: not reported
+  if (!Number.isNaN(v)) total[i] = (total[i] ?? 0) + v; // NaN: not reported
 };
 
 /**
@@ -236,7 +236,7 @@ export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
       addFigure(h.received, i, s.received, k);
       addFigure(h.shipped, i, s.shipped, k);
       const used = s.consumed === null ? NaN : s.consumed[k]!;
-      if (used === used) {
+      if (!Number.isNaN(used)) {
         const hours = s.stockoutHours === null || Number.isNaN(s.stockoutHours[k]) ? null : s.stockoutHours[k]!;
         consumed.push(used);
         fractions.push(stockoutShare(onHand, hours ?? 0, hours === null ? onHand === 0 : hours >= 24));
@@ -256,7 +256,7 @@ export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
     const v = adjusted[j]!;
     if (v === null) continue;
     const i = consumptionIndex[j]!;
-    if (prevI >= 0) for (let g = prevI + 1; g < i; g++) h.consumed[g] = (h.consumed[g] ?? 0) + prevV + ((v - prevV) * (g - prevI)) / (i - prevI);
+    if (prevI >= 0) for (let g = prevI + 1; g < i; g++) h.consumed[g] = (h.consumed[g] ?? 0) + (prevV + ((v - prevV) * (g - prevI)) / (i - prevI));
     h.consumed[i] = (h.consumed[i] ?? 0) + v;
     prevI = i;
     prevV = v;
@@ -270,18 +270,16 @@ export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
  */
 export function productionForecast(s: Pick<SiteSeries, "day" | "produced" | "capacityPerDay">, horizon: number, inputCap: number): number[] {
   // The last PRODUCTION_WINDOW reports with output, of those no more than two windows old (older
-  // output says nothing about today's line).
+  // output says nothing about today's line); added oldest first, as forecasts always have been, so
+  // that a recompute of unchanged reports gives the same figures to the last bit.
+  let first = s.day.length;
+  for (let seen = 0; first > 0 && seen < PRODUCTION_WINDOW && s.produced !== null; ) if (!Number.isNaN(s.produced[--first])) seen++;
   let sum = 0;
   let fresh = 0;
-  let seen = 0;
-  for (let k = s.day.length - 1; k >= 0 && seen < PRODUCTION_WINDOW && s.produced !== null; k--) {
-    const v = s.produced[k]!;
-    if (Number.isNaN(v)) continue;
-    seen++;
-    if (s.day[k]! > -2 * PRODUCTION_WINDOW) {
-      sum += v;
-      fresh++;
-    }
+  for (let k = first; k < s.day.length && s.produced !== null; k++) {
+    if (Number.isNaN(s.produced[k]) || s.day[k]! <= -2 * PRODUCTION_WINDOW) continue;
+    sum += s.produced[k]!;
+    fresh++;
   }
   let level = fresh ? sum / fresh : 0;
   if (s.capacityPerDay !== null) {
@@ -300,7 +298,6 @@ export function productionForecast(s: Pick<SiteSeries, "day" | "produced" | "cap
   }
   return out;
 }
-
 
 export interface InputHolding {
   inputId: number;

@@ -3,5 +3,5 @@
 import { register } from "tsx/esm/api";
 
 register();
-const { default: computeLeaves } = await import("./leaf-thread.ts");
-export default computeLeaves;
+const { default: leafThread } = await import("./leaf-thread.ts");
+export default leafThread;

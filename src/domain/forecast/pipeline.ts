@@ -638,7 +638,9 @@ async function readSiteRows(tx: Database, c: { productId: number; origin: string
           from report r
           where r.site_id = s.id and r.product_id = ${c.productId} and r.date > ${c.origin}::date - ${HISTORY_DAYS}::int and r.date <= ${c.origin}::date
         ) x
-        where s.region_id = any(${sql.param([...regionIds])}::int[]) and x.n > 0`,
+        where s.region_id = any(${sql.param([...regionIds])}::int[]) and x.n > 0
+        -- Sites are added up in this order: fixed, so the same reports give the same totals to the last bit.
+        order by s.id`,
     "objects",
   );
 }
