@@ -11,6 +11,8 @@ let handle: DatabaseHandle;
 
 beforeAll(async () => {
   t = await createTestDatabase();
+  // As a database tuned for older clients might be: float8 printed with 15 digits only.
+  await t.db.execute(sql.raw(`alter database "${new URL(t.url!).pathname.slice(1)}" set extra_float_digits = 0`));
   const url = new URL(t.url!);
   url.searchParams.set("host", SOCKET_DIR);
   handle = openDatabase({ url: url.toString(), dataDir: "", poolSize: 2 });
@@ -42,5 +44,15 @@ describe("a Unix socket in DATABASE_URL", () => {
     await handle.db.execute(sql`notify socket_test`);
     await notified;
     await stop();
+  });
+});
+
+describe("the service's connections", () => {
+  it("read float8 as text exactly, whatever the database's extra_float_digits", async () => {
+    const [row] = await handle.db.execute<{ v: string; digits: string }>(
+      sql`select (0.1::float8 + 0.2::float8)::text as v, current_setting('extra_float_digits') as digits`,
+      "objects",
+    );
+    expect(row).toEqual({ v: "0.30000000000000004", digits: "1" });
   });
 });

@@ -65,7 +65,9 @@ function openPostgres(rawUrl: string, poolSize: number): DatabaseHandle {
     ...target,
     max: poolSize,
     onnotice: () => {},
-    connection: { application_name: "supply-monitor" },
+    // Figures are read as text (the forecast reads millions that way): a role or database set to
+    // extra_float_digits = 0 would round them to 15 digits, so the exact form is asked for here.
+    connection: { application_name: "supply-monitor", extra_float_digits: 1 },
     // postgres.js waits 3^n/100 s (up to 20 s) before its n-th reconnect: after an outage of a few
     // seconds the pool would stay down for several more. Capped at 1 s, it is back within a second.
     backoff: (retries: number) => Math.min(1, 0.05 * 2 ** retries),
