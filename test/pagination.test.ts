@@ -82,4 +82,51 @@ describe("paging through connections whose rows tie", () => {
     expect(nodes).toHaveLength(expected!.n);
     expect(new Set(nodes.map((n) => `${n.region.code}/${n.product.code}`)).size).toBe(expected!.n);
   });
+
+  it("shortages: the first page is the head of the whole ordering, with or without filters", async () => {
+    // Outlooks of every risk level, days to stock-out with ties and none at all, in no order.
+    await t.db.execute(sql`truncate forecast_run, forecast, forecast_latest cascade`);
+    const zeros = `{${new Array(28).fill(0).join(",")}}`;
+    await t.db.execute(sql`
+      with runs as (
+        insert into forecast_run (trigger, product_id, origin_date, input_cutoff) select 'test', id, current_date, now() from product returning id, product_id
+      ), rows as (
+        insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites, on_hand, daily_demand,
+          days_to_stockout, stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
+        select runs.id, r.id, runs.product_id, current_date, now(), 'test', '{}', 'test', 1, 100, 0,
+          case when h % 5 = 0 then null else (h % 13) / 2.0 end, 0, 0, 0,
+          (enum_range(null::risk_level))[1 + h % 5], ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}
+        from runs cross join region r cross join lateral (select abs(hashtext(r.code || runs.product_id)) as h) x
+        returning id, region_id, product_id, risk_level, days_to_stockout, computed_at
+      )
+      insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
+      select region_id, product_id, id, risk_level, days_to_stockout, computed_at from rows`);
+    const expected = async (filter: ReturnType<typeof sql>) =>
+      (
+        await t.db.execute<{ key: string }>(
+          sql`select r.code || '/' || p.code as key from forecast_latest l join forecast f on f.id = l.forecast_id
+              join region r on r.id = l.region_id join product p on p.id = l.product_id
+              where true ${filter}
+              order by array_position(enum_range(null::risk_level), f.risk_level) desc, coalesce(f.days_to_stockout, 1e15), f.id`,
+          "objects",
+        )
+      ).map((r) => r.key);
+    const keys = (nodes: unknown[]) => (nodes as { region: { code: string }; product: { code: string } }[]).map((n) => `${n.region.code}/${n.product.code}`);
+    const firstPage = async (args: string) => {
+      const r: any = await gql(admin.token, `{ shortages(${args}) { edges { node { region { code } product { code } } } pageInfo { hasNextPage } } }`);
+      expect(r.errors).toBeUndefined();
+      return { keys: keys(r.data.shortages.edges.map((e: { node: unknown }) => e.node)), hasNextPage: r.data.shortages.pageInfo.hasNextPage as boolean };
+    };
+
+    const all = await expected(sql``);
+    expect(all.length).toBeGreaterThan(120);
+    for (const first of [1, 7, 100]) expect(await firstPage(`regionCode: "CN", first: ${first}`)).toEqual({ keys: all.slice(0, first), hasNextPage: true });
+    expect(await firstPage(`regionCode: "CN"`)).toEqual({ keys: all.slice(0, 20), hasNextPage: true });
+    expect(keys(await pageThrough("shortages", `regionCode: "CN"`, "region { code } product { code }", 13))).toEqual(all);
+
+    const orange = await expected(sql`and f.risk_level in ('RED', 'ORANGE') and p.code = 'MASK-N95' and r.path ^@ (select path from region where code = '330000')`);
+    expect(orange.length).toBeGreaterThan(0);
+    expect(await firstPage(`regionCode: "330000", productCode: "mask-n95", minRisk: ORANGE, first: ${orange.length}`)).toEqual({ keys: orange, hasNextPage: false });
+    expect(await firstPage(`regionCode: "330000", productCode: "mask-n95", minRisk: ORANGE, first: 1`)).toEqual({ keys: orange.slice(0, 1), hasNextPage: orange.length > 1 });
+  });
 });

@@ -41,6 +41,9 @@ const notVisible = () => new GraphQLError(NOT_VISIBLE, { extensions: { code: "NO
 /** The drizzle plugin's loader throws this when an id has no row. */
 const isMissingNode = (error: unknown) => error instanceof Error && /^Model \w+\(.*\) not found/.test(error.message);
 
+/** Rows per page of a connection: when `first` is not given, and at most. */
+export const PAGE_SIZE = { default: 20, max: 100 } as const;
+
 export const builder = new SchemaBuilder<PothosTypes>({
   // Relay first so auth scopes receive decoded global ids; then scope-auth wraps every resolver.
   plugins: [RelayPlugin, ScopeAuthPlugin, DrizzlePlugin],
@@ -86,8 +89,8 @@ export const builder = new SchemaBuilder<PothosTypes>({
     client: (ctx) => ctx.db as never,
     getTableConfig,
     relations,
-    defaultConnectionSize: 20,
-    maxConnectionSize: 100,
+    defaultConnectionSize: PAGE_SIZE.default,
+    maxConnectionSize: PAGE_SIZE.max,
   },
   scopeAuth: {
     // Type-level checks run once per object, so a forbidden object fails as a whole.

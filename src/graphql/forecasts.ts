@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { GraphQLError } from "graphql";
 import { riskLevelEnum } from "../db/schema.js";
 import { dateOfDay, dayNumber } from "../domain/reports/validate.js";
-import { builder } from "./builder.js";
+import { builder, PAGE_SIZE } from "./builder.js";
 import { RiskLevelEnum } from "./enums.js";
 
 type ForecastRow = {
@@ -182,6 +182,13 @@ builder.queryFields((t) => ({
     resolve: async (query, _root, args, ctx) => {
       const region = await visibleRegion(ctx, args.regionCode);
       const levels = args.minRisk ? riskLevelEnum.enumValues.slice(riskLevelEnum.enumValues.indexOf(args.minRisk)) : riskLevelEnum.enumValues;
+      // The first page, which is what every dashboard asks for again after a forecast write drops
+      // the cached answers: it is the first rows of forecast_latest in the same order (each row
+      // carries its forecast's risk level and days to stock-out, and its id), so only those few
+      // forecasts are fetched instead of every outlook of the subtree (34,774 for the national
+      // planner). Later pages go by their cursor through the whole subtree.
+      const firstPage = args.after == null && args.before == null && args.last == null;
+      const pageRows = Math.min(Math.max(args.first ?? PAGE_SIZE.default, 0), PAGE_SIZE.max) + 1;
       return ctx.db.query.forecastTable.findMany(
         query({
           where: {
@@ -193,7 +200,8 @@ builder.queryFields((t) => ({
               select l.forecast_id from forecast_latest l
               where l.region_id = any(array(select r.id from region r where r.path ^@ ${region.path}))
                 and l.risk_level = any(${sql.param([...levels])}::risk_level[])
-                ${args.productCode ? sql`and l.product_id = (select id from product where code = ${args.productCode.toUpperCase()})` : sql``}))`,
+                ${args.productCode ? sql`and l.product_id = (select id from product where code = ${args.productCode.toUpperCase()})` : sql``}
+              ${firstPage ? sql`order by array_position(enum_range(null::risk_level), l.risk_level) desc, coalesce(l.days_to_stockout, 1e15), l.forecast_id limit ${pageRows}` : sql``}))`,
           },
           extras: {
             riskRank: (f) => sql<number>`array_position(enum_range(null::risk_level), ${f.riskLevel})`,
