@@ -3,7 +3,7 @@
 // share their risk level and "never runs out". (Matches and alerts used to come back one page
 // long: the cursor's Date held milliseconds while the columns held microseconds. `shortages` now
 // ends its ordering with the id, so ties cannot straddle a page boundary.)
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "./helpers/db.js";
 import { makeUser, seedWorld, type TestUser, type World } from "./helpers/fixtures.js";
@@ -27,6 +27,27 @@ async function pageThrough(field: string, args: string, selection: string, first
     after = connection.pageInfo.endCursor;
   }
   throw new Error("more than 1000 pages");
+}
+
+/**
+ * One outlook per region and product, as the latest; `risk` and `days` may use `h`, a hash of the
+ * region's code and the product's id.
+ */
+async function insertOutlooks(risk: SQL, days: SQL) {
+  const zeros = `{${new Array(28).fill(0).join(",")}}`;
+  await t.db.execute(sql`
+    with runs as (
+      insert into forecast_run (trigger, product_id, origin_date, input_cutoff) select 'test', id, current_date, now() from product returning id, product_id
+    ), rows as (
+      insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites, on_hand, daily_demand,
+        days_to_stockout, stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
+      select runs.id, r.id, runs.product_id, current_date, now(), 'test', '{}', 'test', 1, 100, 0, ${days}, 0, 0, 0, ${risk},
+        ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}
+      from runs cross join region r cross join lateral (select abs(hashtext(r.code || runs.product_id)) as h) x
+      returning id, region_id, product_id, risk_level, days_to_stockout, computed_at
+    )
+    insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
+    select region_id, product_id, id, risk_level, days_to_stockout, computed_at from rows`);
 }
 
 beforeAll(async () => {
@@ -62,20 +83,7 @@ describe("paging through connections whose rows tie", () => {
   });
 
   it("shortages that tie on risk and days to stock-out: every outlook once", async () => {
-    const zeros = `{${new Array(28).fill(0).join(",")}}`;
-    await t.db.execute(sql`
-      with runs as (
-        insert into forecast_run (trigger, product_id, origin_date, input_cutoff) select 'test', id, current_date, now() from product returning id, product_id
-      ), rows as (
-        insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites, on_hand, daily_demand,
-          stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
-        select runs.id, r.id, runs.product_id, current_date, now(), 'test', '{}', 'test', 1, 100, 0, 0, 0, 0, 'GREEN',
-          ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}
-        from runs cross join region r
-        returning id, region_id, product_id, risk_level, days_to_stockout, computed_at
-      )
-      insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
-      select region_id, product_id, id, risk_level, days_to_stockout, computed_at from rows`);
+    await insertOutlooks(sql`'GREEN'`, sql`null`);
     const [expected] = await t.db.execute<{ n: number }>(sql`select count(*)::int as n from forecast_latest`, "objects");
     expect(expected!.n).toBeGreaterThan(100);
     const nodes = (await pageThrough("shortages", `regionCode: "CN"`, "region { code } product { code } riskLevel", 9)) as { region: { code: string }; product: { code: string } }[];
@@ -86,21 +94,7 @@ describe("paging through connections whose rows tie", () => {
   it("shortages: the first page is the head of the whole ordering, with or without filters", async () => {
     // Outlooks of every risk level, days to stock-out with ties and none at all, in no order.
     await t.db.execute(sql`truncate forecast_run, forecast, forecast_latest cascade`);
-    const zeros = `{${new Array(28).fill(0).join(",")}}`;
-    await t.db.execute(sql`
-      with runs as (
-        insert into forecast_run (trigger, product_id, origin_date, input_cutoff) select 'test', id, current_date, now() from product returning id, product_id
-      ), rows as (
-        insert into forecast (run_id, region_id, product_id, origin_date, input_cutoff, method, params, demand_source, sites, on_hand, daily_demand,
-          days_to_stockout, stockout_probability_7d, stockout_probability_14d, shortage_quantity, risk_level, demand, demand_sd, supply, net_inflow, stock)
-        select runs.id, r.id, runs.product_id, current_date, now(), 'test', '{}', 'test', 1, 100, 0,
-          case when h % 5 = 0 then null else (h % 13) / 2.0 end, 0, 0, 0,
-          (enum_range(null::risk_level))[1 + h % 5], ${zeros}, ${zeros}, ${zeros}, ${zeros}, ${zeros}
-        from runs cross join region r cross join lateral (select abs(hashtext(r.code || runs.product_id)) as h) x
-        returning id, region_id, product_id, risk_level, days_to_stockout, computed_at
-      )
-      insert into forecast_latest (region_id, product_id, forecast_id, risk_level, days_to_stockout, computed_at)
-      select region_id, product_id, id, risk_level, days_to_stockout, computed_at from rows`);
+    await insertOutlooks(sql`(enum_range(null::risk_level))[1 + h % 5]`, sql`case when h % 5 = 0 then null else (h % 13) / 2.0 end`);
     const expected = async (filter: ReturnType<typeof sql>) =>
       (
         await t.db.execute<{ key: string }>(
