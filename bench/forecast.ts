@@ -5,14 +5,14 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { connect } from "./lib/pg.js";
+import { connect, postgresPidsFor } from "./lib/pg.js";
 import { sql } from "drizzle-orm";
 import { startWorker } from "../jobs/worker.js";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { seedCatalog } from "../src/domain/catalog.js";
 import { HORIZON, markAllDirty, readLeafInputs, recomputeDirty } from "../src/domain/forecast/pipeline.js";
 import { leafNode, type LeafInput } from "../src/domain/forecast/leaf-inputs.js";
-import { startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
+import { leafThreadCount, startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
 import { workerConfigSchema } from "../src/config.js";
 import { submitReports } from "../src/domain/reports/ingest.js";
 import { dateOfDay, dayNumber } from "../src/domain/reports/validate.js";
@@ -50,7 +50,7 @@ function parseOptions(argv: string[]): Options {
       keep: { type: "boolean", default: false },
       database: { type: "string" },
       // What a worker starts by default (src/config.ts, jobs/worker.ts).
-      threads: { type: "string", default: String(Math.min(workerConfigSchema.parse({}).FORECAST_THREADS, workerConfigSchema.parse({}).FORECAST_CONCURRENCY)) },
+      threads: { type: "string", default: String(leafThreadCount(workerConfigSchema.parse({}))) },
       help: { type: "boolean", default: false },
     },
   });
@@ -200,13 +200,7 @@ export async function runForecastBench(argv: string[]) {
 
     // Pipeline: the daily job's work, from marking every pair to the last forecast row written.
     const threads = o.threads > 0 ? startLeafThreads(o.threads) : undefined;
-    const postgresPids = async () =>
-      (
-        await db.execute<{ pid: number }>(
-          sql`select pid from pg_stat_activity where datname = current_database() or backend_type in ('checkpointer', 'background writer', 'walwriter')`,
-          "objects",
-        )
-      ).map((r) => r.pid);
+    const postgresPids = () => postgresPidsFor(admin, name);
     const pidsBefore = await postgresPids();
     const cpuBefore = cpuSnapshot(undefined, pidsBefore);
     t0 = performance.now();

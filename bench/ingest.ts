@@ -10,7 +10,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { connect } from "./lib/pg.js";
+import { connect, postgresPidsFor } from "./lib/pg.js";
 import { openDatabase, type Database } from "../src/db/index.js";
 import { seedCatalog } from "../src/domain/catalog.js";
 import { createOrganization, createSite } from "../src/domain/organizations.js";
@@ -743,12 +743,7 @@ export async function runIngestBench(argv: string[]): Promise<void> {
                                     from pg_stat_user_tables where relname = 'report'`;
         return { vacuum: Number(row?.vacuum ?? 0), analyze: Number(row?.analyze ?? 0) };
       },
-      postgresPids: async () =>
-        (
-          await admin`select pid from pg_stat_activity
-                      where (datname = ${dbName} and pid <> ${controlPid})
-                         or backend_type in ('walwriter', 'checkpointer', 'background writer')`
-        ).map((r) => Number(r.pid)),
+      postgresPids: () => postgresPidsFor(admin, dbName, controlPid),
     };
 
     const contenders: Contender[] = [];

@@ -10,7 +10,7 @@ import { forecastWorkPending, relayOutbox, type RelayedJob } from "../src/domain
 import { JOBS, QUEUES, SCHEDULES, forecastJobFor, type JobName, type QueueName } from "./definitions.js";
 import { processors as defaultProcessors, type ProcessorMap } from "./processors/index.js";
 import { jobDuration } from "../src/metrics.js";
-import { startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
+import { leafThreadCount, startLeafThreads } from "../src/domain/forecast/leaf-threads.js";
 
 export interface WorkerDeps {
   /** The queue settings are needed; channels (SMTP, secrets) read the rest when present. */
@@ -67,8 +67,7 @@ export async function startWorker(deps: WorkerDeps): Promise<RunningWorker> {
   // Set on close: long jobs (a forecast recompute) end after their current transaction and leave
   // the rest to the other workers, so a shutdown waits for seconds, not for the whole job.
   let stopping = false;
-  // A worker's recompute has at most FORECAST_CONCURRENCY leaf jobs out at once: more threads would idle.
-  const threadCount = Math.min(settings.FORECAST_THREADS, settings.FORECAST_CONCURRENCY);
+  const threadCount = leafThreadCount(settings);
   const leafThreads =
     threadCount > 0 ? startLeafThreads(threadCount, { onError: (error) => deps.logger.error({ err: error.message }, "a leaf forecast thread failed") }) : undefined;
   // Now, under an id of its own: the debounced job may be minutes away behind a busy worker.

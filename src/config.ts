@@ -100,8 +100,9 @@ export const workerConfigSchema = z.object({
   FORECAST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
   /**
    * Threads that run a worker's leaf forecasts (the CPU-heavy kernel) beside its event loop, at
-   * most FORECAST_CONCURRENCY of them; 0 runs them on the event loop. Default: one per core (on 2 cores, 2 threads finished the daily
-   * recompute in 17-20 s against 22-24 s with 1: the loop and the database mostly wait).
+   * most FORECAST_CONCURRENCY of them; 0 runs them on the event loop. Default: one per core (on 2
+   * cores, 2 threads finished the daily recompute in 17-20 s against 22-24 s with 1: the loop and
+   * the database mostly wait).
    */
   FORECAST_THREADS: z.coerce.number().int().min(0).max(64).default(availableParallelism()),
 });

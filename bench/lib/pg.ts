@@ -6,3 +6,14 @@ export function connect(url: string, options: postgres.Options<Record<string, po
   const target = postgresTarget(url);
   return postgres(target.url, { ...(target.host ? { host: target.host } : {}), ...options });
 }
+
+/**
+ * The server processes that work for database `dbName`: its backends (but `exceptPid`, a
+ * benchmark's own control connection) and the shared writers.
+ */
+export async function postgresPidsFor(client: postgres.Sql, dbName: string, exceptPid = -1): Promise<number[]> {
+  const rows = await client`select pid from pg_stat_activity
+                            where (datname = ${dbName} and pid <> ${exceptPid})
+                               or backend_type in ('walwriter', 'checkpointer', 'background writer')`;
+  return rows.map((r) => Number(r.pid));
+}

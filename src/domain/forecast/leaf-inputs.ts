@@ -134,8 +134,8 @@ const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
 /**
  * Comma-separated numbers as PostgreSQL prints float8 (an empty field is NaN). Plain decimals of
  * up to 15 digits are read digit by digit: the digits fit a double exactly and so does 10^k (k is
- * at most 15 here), so one division gives the correctly rounded value, the same as Number(). Anything else
- * (an exponent, more digits, Infinity) goes to Number().
+ * at most 15 here), so one division gives the correctly rounded value, the same as Number().
+ * Anything else (an exponent, more digits, Infinity) goes to Number().
  */
 export function parseNumbers(text: string, expected?: number): Float64Array {
   let count = 1;
@@ -206,11 +206,13 @@ function emptyHistory(days: number): LeafHistory {
   return { onHand: nulls(), consumed: nulls(), produced: nulls(), received: nulls(), shipped: nulls() };
 }
 
+/** Report k's figure in a column, null where the report left it out (NaN) or nobody reported it. */
+const figure = (column: Float64Array | null, k: number): number | null => (column === null || Number.isNaN(column[k]) ? null : column[k]!);
+
 /** Adds a site's figure of report k (when it has one) to day i of a region's total. */
 const addFigure = (total: (number | null)[], i: number, column: Float64Array | null, k: number) => {
-  if (column === null) return;
-  const v = column[k]!;
-  if (!Number.isNaN(v)) total[i] = (total[i] ?? 0) + v; // NaN: not reported
+  const v = figure(column, k);
+  if (v !== null) total[i] = (total[i] ?? 0) + v;
 };
 
 /**
@@ -230,14 +232,14 @@ export function addSite(h: LeafHistory, s: SiteSeries, W: number): void {
   for (let i = 0; i < W; i++) {
     const d = i - (W - 1);
     if (k < n && s.day[k] === d) {
-      const onHand = s.onHand === null || Number.isNaN(s.onHand[k]) ? null : s.onHand[k]!;
+      const onHand = figure(s.onHand, k);
       if (onHand !== null) carried = onHand;
       addFigure(h.produced, i, s.produced, k);
       addFigure(h.received, i, s.received, k);
       addFigure(h.shipped, i, s.shipped, k);
-      const used = s.consumed === null ? NaN : s.consumed[k]!;
-      if (!Number.isNaN(used)) {
-        const hours = s.stockoutHours === null || Number.isNaN(s.stockoutHours[k]) ? null : s.stockoutHours[k]!;
+      const used = figure(s.consumed, k);
+      if (used !== null) {
+        const hours = figure(s.stockoutHours, k);
         consumed.push(used);
         fractions.push(stockoutShare(onHand, hours ?? 0, hours === null ? onHand === 0 : hours >= 24));
         consumptionIndex.push(i);

@@ -3,6 +3,7 @@
 // the next product, and hold up everything else the worker does (BullMQ's lock renewals
 // included). On threads, the event loop only reads and writes, and the kernel runs beside it.
 import { Piscina } from "piscina";
+import type { WorkerConfig } from "../../config.js";
 import { DomainError } from "../errors.js";
 import type { LeafJob, NodeOutlook } from "./leaf-inputs.js";
 import type { LeafThreadResult } from "./leaf-thread.js";
@@ -21,6 +22,11 @@ export interface LeafThreads {
  * its worker (whose lock the event loop would otherwise renew for ever).
  */
 export const LEAF_JOB_TIMEOUT_MS = 5 * 60_000;
+
+/** The threads a worker starts: a recompute has at most FORECAST_CONCURRENCY leaf jobs out at once, so more would idle. */
+export function leafThreadCount(c: Pick<WorkerConfig, "FORECAST_THREADS" | "FORECAST_CONCURRENCY">): number {
+  return Math.min(c.FORECAST_THREADS, c.FORECAST_CONCURRENCY);
+}
 
 export function startLeafThreads(count: number, { onError }: { onError?: (error: Error) => void } = {}): LeafThreads {
   if (!Number.isInteger(count) || count < 1) throw new Error(`leaf threads: count must be a whole number from 1, got ${count}`);
